@@ -1,0 +1,3 @@
+using Ferry.Cli;
+
+return CommandCatalog.BuildRoot().Parse(args).Invoke();
