@@ -1,0 +1,620 @@
+using System.Reflection;
+using System.Reflection.Emit;
+using Ferry.Wasm.Binary;
+using Ferry.Wasm.Runtime;
+
+namespace Ferry.Wasm.Compilation;
+
+internal sealed partial class FunctionCompiler
+{
+    private static readonly Dictionary<int, MethodInfo> SimdMethods = BindSimdMethods();
+
+    private static Dictionary<int, MethodInfo> BindSimdMethods()
+    {
+        var map = new Dictionary<int, MethodInfo>();
+        for (var code = Opcodes.SimdBase; code < Opcodes.TableSize; code++)
+        {
+            var info = Opcodes.Get(code);
+            if (info is null) continue;
+            var m = typeof(SimdOps).GetMethod(info.Name.Replace('.', '_'), BindingFlags.Public | BindingFlags.Static);
+            if (m is not null) map[code] = m;
+        }
+        return map;
+    }
+
+    private void Emit(OpInfo info, ref Instruction ins, ref InstructionReader reader)
+    {
+        var op = ins.Opcode;
+        switch (op)
+        {
+            case 0x00:
+                il.Emit(OpCodes.Call, Members.TrapUnreachable);
+                il.Emit(OpCodes.Throw);
+                MarkUnreachable();
+                return;
+            case 0x01:
+                return;
+            case 0x02:
+            case 0x03:
+            case 0x04:
+                EmitBlock(ins, op);
+                return;
+            case 0x05:
+                EmitElse();
+                return;
+            case 0x0B:
+                EmitEnd();
+                return;
+            case 0x0C:
+                EmitBranch(ins.Index);
+                return;
+            case 0x0D:
+                EmitBranchIf(ins.Index);
+                return;
+            case 0x0E:
+                EmitBranchTable(reader.BrTableTargets);
+                return;
+            case 0x0F:
+                EmitReturn();
+                MarkUnreachable();
+                return;
+            case 0x10:
+                EmitCall((int)ins.Index);
+                return;
+            case 0x11:
+                EmitCallIndirect(ins.Index, ins.Index2);
+                return;
+            case 0x1A:
+                if (onIL > 0)
+                {
+                    il.Emit(OpCodes.Pop);
+                    Pop(1);
+                }
+                else
+                {
+                    sp--;
+                }
+                return;
+            case 0x1B:
+            case 0x1C:
+                {
+                    Prepare(3);
+                    var t = stack[sp - 2];
+                    il.Emit(OpCodes.Call, Members.Select(t));
+                    Pop(3);
+                    Push(t);
+                    return;
+                }
+            case 0x20:
+                LoadLocal((int)ins.Index);
+                Push(localTypes[ins.Index]);
+                return;
+            case 0x21:
+                Prepare(1);
+                StoreLocal((int)ins.Index);
+                Pop(1);
+                return;
+            case 0x22:
+                Prepare(1);
+                il.Emit(OpCodes.Dup);
+                StoreLocal((int)ins.Index);
+                return;
+            case 0x23:
+                EmitGlobalGet((int)ins.Index);
+                return;
+            case 0x24:
+                EmitGlobalSet((int)ins.Index);
+                return;
+            case 0x25:
+                Prepare(1);
+                il.Emit(OpCodes.Ldc_I4, (int)ins.Index);
+                il.Emit(OpCodes.Ldarg_0);
+                il.Emit(OpCodes.Call, Members.TableGet);
+                Pop(1);
+                Push(module.Tables[(int)ins.Index].ElementType);
+                return;
+            case 0x26:
+                EmitHelper(2, Members.TableSet, (int)ins.Index);
+                return;
+            case 0x3F:
+                il.Emit(OpCodes.Ldloc, memSize!);
+                il.Emit(OpCodes.Ldc_I4, 16);
+                il.Emit(OpCodes.Shr_Un);
+                if (!layout.Memory64) il.Emit(OpCodes.Conv_I4);
+                Push(layout.Memory64 ? ValueType.I64 : ValueType.I32);
+                return;
+            case 0x40:
+                {
+                    Prepare(1);
+                    il.Emit(OpCodes.Ldarg_0);
+                    il.Emit(OpCodes.Call, layout.Memory64 ? Members.Grow64 : Members.Grow32);
+                    var t = Top;
+                    Pop(1);
+                    Push(t);
+                    il.Emit(OpCodes.Ldarg_0);
+                    il.Emit(OpCodes.Ldfld, Members.Memory0);
+                    il.Emit(OpCodes.Ldfld, Members.MemorySize);
+                    il.Emit(OpCodes.Stloc, memSize!);
+                    return;
+                }
+            case 0x41:
+                il.Emit(OpCodes.Ldc_I4, ins.I32);
+                Push(ValueType.I32);
+                return;
+            case 0x42:
+                il.Emit(OpCodes.Ldc_I8, ins.I64);
+                Push(ValueType.I64);
+                return;
+            case 0x43:
+                {
+                    var f = BitConverter.Int32BitsToSingle(ins.I32);
+                    if (float.IsNaN(f))
+                    {
+                        il.Emit(OpCodes.Ldc_I4, ins.I32);
+                        il.Emit(OpCodes.Call, Members.Method(typeof(StrictFloatOps), nameof(StrictFloatOps.F32FromBits)));
+                    }
+                    else
+                    {
+                        il.Emit(OpCodes.Ldc_R4, f);
+                    }
+                    Push(ValueType.F32, f is 0f or 1f or -1f ? Origin.FoldableFloatConst : Origin.None);
+                    return;
+                }
+            case 0x44:
+                {
+                    var d = BitConverter.Int64BitsToDouble(ins.I64);
+                    if (double.IsNaN(d))
+                    {
+                        il.Emit(OpCodes.Ldc_I8, ins.I64);
+                        il.Emit(OpCodes.Call, Members.Method(typeof(StrictFloatOps), nameof(StrictFloatOps.F64FromBits)));
+                    }
+                    else
+                    {
+                        il.Emit(OpCodes.Ldc_R8, d);
+                    }
+                    Push(ValueType.F64, d is 0d or 1d or -1d ? Origin.FoldableFloatConst : Origin.None);
+                    return;
+                }
+            case 0xD0:
+                il.Emit(OpCodes.Ldnull);
+                Push(ins.Type);
+                return;
+            case 0xD1:
+                Prepare(1);
+                il.Emit(OpCodes.Ldnull);
+                il.Emit(OpCodes.Ceq);
+                Pop(1);
+                Push(ValueType.I32);
+                return;
+            case 0xD2:
+                il.Emit(OpCodes.Ldc_I4, (int)ins.Index);
+                il.Emit(OpCodes.Ldarg_0);
+                il.Emit(OpCodes.Call, Members.RefFunc);
+                Push(ValueType.FuncRef);
+                return;
+        }
+
+        if (info.Immediate is Immediate.MemArg or Immediate.MemArgLane)
+        {
+            EmitMemoryAccess(info, ins);
+            return;
+        }
+        if (op >= Opcodes.SimdBase)
+        {
+            EmitSimd(info, ins);
+            return;
+        }
+        if (op >= Opcodes.MiscBase)
+        {
+            EmitMisc(info, ins);
+            return;
+        }
+        EmitNumeric(info);
+    }
+
+    /// <summary>Calls a helper whose parameters are the top <paramref name="operands"/> values, then the immediates, then the instance.</summary>
+    private void EmitHelper(int operands, MethodInfo helper, params int[] immediates)
+    {
+        Prepare(operands);
+        foreach (var imm in immediates) il.Emit(OpCodes.Ldc_I4, imm);
+        il.Emit(OpCodes.Ldarg_0);
+        il.Emit(OpCodes.Call, helper);
+        Pop(operands);
+    }
+
+    private void EmitGlobalGet(int index)
+    {
+        var t = module.GlobalTypes[index].Type;
+        il.Emit(OpCodes.Ldarg_0);
+        il.Emit(OpCodes.Ldfld, layout.GlobalFields[index]);
+        if (layout.GlobalIsCell[index]) il.Emit(OpCodes.Ldfld, Members.CellField(t));
+        Push(t);
+    }
+
+    private void EmitGlobalSet(int index)
+    {
+        var t = module.GlobalTypes[index].Type;
+        Prepare(1);
+        var tmp = Scratch(t);
+        il.Emit(OpCodes.Stloc, tmp);
+        il.Emit(OpCodes.Ldarg_0);
+        if (layout.GlobalIsCell[index])
+        {
+            il.Emit(OpCodes.Ldfld, layout.GlobalFields[index]);
+            il.Emit(OpCodes.Ldloc, tmp);
+            il.Emit(OpCodes.Stfld, Members.CellField(t));
+        }
+        else
+        {
+            il.Emit(OpCodes.Ldloc, tmp);
+            il.Emit(OpCodes.Stfld, layout.GlobalFields[index]);
+        }
+        Pop(1);
+    }
+
+    // ================================================================================================
+    // Memory
+    // ================================================================================================
+
+    /// <summary>With the address on top of the IL stack, leaves the checked native pointer there.</summary>
+    private void EmitAddress(ulong offset, int size, bool isStore)
+    {
+        il.Emit(OpCodes.Ldloc, memBase!);
+        il.Emit(OpCodes.Ldloc, memSize!);
+        il.Emit(OpCodes.Ldc_I8, unchecked((long)offset));
+        il.Emit(OpCodes.Ldc_I8, (long)size);
+        if (isStore && dirtyMap is not null)
+        {
+            il.Emit(OpCodes.Ldloc, dirtyMap);
+            il.Emit(OpCodes.Call, layout.Memory64 ? Members.At64Dirty : Members.At32Dirty);
+        }
+        else
+        {
+            il.Emit(OpCodes.Call, layout.Memory64 ? Members.At64 : Members.At32);
+        }
+    }
+
+    private void EmitMemoryAccess(OpInfo info, in Instruction ins)
+    {
+        var op = ins.Opcode;
+        var size = info.AccessSize;
+        var isStore = info.Pushes!.Length == 0;
+        if (op >= Opcodes.SimdBase)
+        {
+            EmitSimdMemoryAccess(info, ins, isStore);
+            return;
+        }
+        if (!isStore)
+        {
+            Prepare(1);
+            EmitAddress(ins.MemOffset, size, false);
+            switch (op)
+            {
+                case 0x28: il.Emit(OpCodes.Ldind_I4); break;
+                case 0x29: il.Emit(OpCodes.Ldind_I8); break;
+                case 0x2A: il.Emit(OpCodes.Ldind_R4); break;
+                case 0x2B: il.Emit(OpCodes.Ldind_R8); break;
+                case 0x2C: il.Emit(OpCodes.Ldind_I1); break;
+                case 0x2D: il.Emit(OpCodes.Ldind_U1); break;
+                case 0x2E: il.Emit(OpCodes.Ldind_I2); break;
+                case 0x2F: il.Emit(OpCodes.Ldind_U2); break;
+                case 0x30: il.Emit(OpCodes.Ldind_I1); il.Emit(OpCodes.Conv_I8); break;
+                case 0x31: il.Emit(OpCodes.Ldind_U1); il.Emit(OpCodes.Conv_U8); break;
+                case 0x32: il.Emit(OpCodes.Ldind_I2); il.Emit(OpCodes.Conv_I8); break;
+                case 0x33: il.Emit(OpCodes.Ldind_U2); il.Emit(OpCodes.Conv_U8); break;
+                case 0x34: il.Emit(OpCodes.Ldind_I4); il.Emit(OpCodes.Conv_I8); break;
+                case 0x35: il.Emit(OpCodes.Ldind_U4); il.Emit(OpCodes.Conv_U8); break;
+            }
+            Pop(1);
+            Push(info.Pushes[0]);
+            return;
+        }
+
+        Prepare(2);
+        var valueType = info.Pops![1];
+        var tmp = Scratch(valueType);
+        il.Emit(OpCodes.Stloc, tmp);
+        EmitAddress(ins.MemOffset, size, true);
+        il.Emit(OpCodes.Ldloc, tmp);
+        switch (op)
+        {
+            case 0x36: il.Emit(OpCodes.Stind_I4); break;
+            case 0x37: il.Emit(OpCodes.Stind_I8); break;
+            case 0x38: il.Emit(OpCodes.Stind_R4); break;
+            case 0x39: il.Emit(OpCodes.Stind_R8); break;
+            case 0x3A: il.Emit(OpCodes.Stind_I1); break;
+            case 0x3B: il.Emit(OpCodes.Stind_I2); break;
+            case 0x3C: il.Emit(OpCodes.Conv_I4); il.Emit(OpCodes.Stind_I1); break;
+            case 0x3D: il.Emit(OpCodes.Conv_I4); il.Emit(OpCodes.Stind_I2); break;
+            case 0x3E: il.Emit(OpCodes.Conv_I4); il.Emit(OpCodes.Stind_I4); break;
+        }
+        Pop(2);
+    }
+
+    private void EmitSimdMemoryAccess(OpInfo info, in Instruction ins, bool isStore)
+    {
+        var helper = SimdMethods[ins.Opcode];
+        if (info.Immediate == Immediate.MemArgLane)
+        {
+            Prepare(2);
+            var v = Scratch(ValueType.V128);
+            il.Emit(OpCodes.Stloc, v);
+            EmitAddress(ins.MemOffset, info.AccessSize, isStore);
+            il.Emit(OpCodes.Ldloc, v);
+            il.Emit(OpCodes.Ldc_I4, (int)ins.Lane);
+            il.Emit(OpCodes.Call, helper);
+            Pop(2);
+            if (!isStore) Push(ValueType.V128);
+            return;
+        }
+        if (isStore)
+        {
+            Prepare(2);
+            var v = Scratch(ValueType.V128);
+            il.Emit(OpCodes.Stloc, v);
+            EmitAddress(ins.MemOffset, info.AccessSize, true);
+            il.Emit(OpCodes.Ldloc, v);
+            il.Emit(OpCodes.Call, helper);
+            Pop(2);
+            return;
+        }
+        Prepare(1);
+        EmitAddress(ins.MemOffset, info.AccessSize, false);
+        il.Emit(OpCodes.Call, helper);
+        Pop(1);
+        Push(ValueType.V128);
+    }
+
+    // ================================================================================================
+    // 0xFC prefix: saturating truncation, bulk memory, tables
+    // ================================================================================================
+
+    private void EmitMisc(OpInfo info, in Instruction ins)
+    {
+        var sub = ins.Opcode - Opcodes.MiscBase;
+        var m64 = layout.Memory64;
+        switch (sub)
+        {
+            case <= 7:
+                EmitNumeric(info);
+                return;
+            case 8:
+                EmitHelper(3, m64 ? Members.MemInit64 : Members.MemInit32, (int)ins.Index);
+                return;
+            case 9:
+                EmitHelper(0, Members.DataDrop, (int)ins.Index);
+                return;
+            case 10:
+                EmitHelper(3, m64 ? Members.MemCopy64 : Members.MemCopy32);
+                return;
+            case 11:
+                EmitHelper(3, m64 ? Members.MemFill64 : Members.MemFill32);
+                return;
+            case 12:
+                EmitHelper(3, Members.TableInit, (int)ins.Index, (int)ins.Index2);
+                return;
+            case 13:
+                EmitHelper(0, Members.ElemDrop, (int)ins.Index);
+                return;
+            case 14:
+                EmitHelper(3, Members.TableCopy, (int)ins.Index, (int)ins.Index2);
+                return;
+            case 15:
+                EmitHelper(2, Members.TableGrow, (int)ins.Index);
+                Push(ValueType.I32);
+                return;
+            case 16:
+                EmitHelper(0, Members.TableSize, (int)ins.Index);
+                Push(ValueType.I32);
+                return;
+            case 17:
+                EmitHelper(3, Members.TableFill, (int)ins.Index);
+                return;
+        }
+        throw new InvalidOperationException($"no code generator for {info.Name}");
+    }
+
+    // ================================================================================================
+    // SIMD
+    // ================================================================================================
+
+    private void EmitSimd(OpInfo info, in Instruction ins)
+    {
+        if (ins.Opcode == Opcodes.SimdBase + 0x0C)
+        {
+            il.Emit(OpCodes.Ldc_I8, unchecked((long)ins.Bits));
+            il.Emit(OpCodes.Ldc_I8, unchecked((long)ins.BitsHigh));
+            il.Emit(OpCodes.Call, Members.V128Const);
+            Push(ValueType.V128);
+            return;
+        }
+        var helper = SimdMethods.TryGetValue(ins.Opcode, out var m) ? m : throw new InvalidOperationException($"no code generator for {info.Name}");
+        var pops = info.Pops!.Length;
+        Prepare(pops);
+        switch (info.Immediate)
+        {
+            case Immediate.Lane:
+                il.Emit(OpCodes.Ldc_I4, (int)ins.Lane);
+                break;
+            case Immediate.Shuffle:
+                il.Emit(OpCodes.Ldc_I8, unchecked((long)ins.Bits));
+                il.Emit(OpCodes.Ldc_I8, unchecked((long)ins.BitsHigh));
+                break;
+        }
+        il.Emit(OpCodes.Call, helper);
+        Pop(pops);
+        Push(info.Pushes![0]);
+    }
+
+    // ================================================================================================
+    // Numeric instructions
+    // ================================================================================================
+
+    private void EmitNumeric(OpInfo info)
+    {
+        var pops = info.Pops!.Length;
+        Prepare(pops);
+        if (!EmitStrictFloat(info.Code)) EmitNumericBody(info.Code);
+        Pop(pops);
+        Push(info.Pushes![0], info.Code == 0xBB ? Origin.Promote : Origin.None);
+    }
+
+    /// <summary>Float arithmetic on operands the JIT would fold unsoundly goes through non-inlined helpers.</summary>
+    private bool EmitStrictFloat(int op)
+    {
+        string? name = null;
+        if (op is >= 0x92 and <= 0x95 or >= 0xA0 and <= 0xA3)
+        {
+            if (origins[sp - 1] != Origin.FoldableFloatConst && origins[sp - 2] != Origin.FoldableFloatConst) return false;
+            name = op switch
+            {
+                0x92 => nameof(StrictFloatOps.F32Add),
+                0x93 => nameof(StrictFloatOps.F32Sub),
+                0x94 => nameof(StrictFloatOps.F32Mul),
+                0x95 => nameof(StrictFloatOps.F32Div),
+                0xA0 => nameof(StrictFloatOps.F64Add),
+                0xA1 => nameof(StrictFloatOps.F64Sub),
+                0xA2 => nameof(StrictFloatOps.F64Mul),
+                _ => nameof(StrictFloatOps.F64Div),
+            };
+        }
+        else if (op == 0xB6 && origins[sp - 1] == Origin.Promote)
+        {
+            name = nameof(StrictFloatOps.F32Demote);
+        }
+        if (name is null) return false;
+        il.Emit(OpCodes.Call, Members.Method(typeof(StrictFloatOps), name));
+        return true;
+    }
+
+    private void Helper(string name) => il.Emit(OpCodes.Call, Members.Method(typeof(ScalarOps), name));
+
+    private void Not()
+    {
+        il.Emit(OpCodes.Ldc_I4_0);
+        il.Emit(OpCodes.Ceq);
+    }
+
+    private void MaskShift(int bits)
+    {
+        if (bits == 64) il.Emit(OpCodes.Conv_I4);
+        il.Emit(OpCodes.Ldc_I4, bits - 1);
+        il.Emit(OpCodes.And);
+    }
+
+    private void EmitNumericBody(int op)
+    {
+        switch (op)
+        {
+            case 0x45: il.Emit(OpCodes.Ldc_I4_0); il.Emit(OpCodes.Ceq); break;
+            case 0x50: il.Emit(OpCodes.Ldc_I4_0); il.Emit(OpCodes.Conv_I8); il.Emit(OpCodes.Ceq); break;
+            case 0x46 or 0x51 or 0x5B or 0x61: il.Emit(OpCodes.Ceq); break;
+            case 0x47 or 0x52 or 0x5C or 0x62: il.Emit(OpCodes.Ceq); Not(); break;
+            case 0x48 or 0x53 or 0x5D or 0x63: il.Emit(OpCodes.Clt); break;
+            case 0x49 or 0x54: il.Emit(OpCodes.Clt_Un); break;
+            case 0x4A or 0x55 or 0x5E or 0x64: il.Emit(OpCodes.Cgt); break;
+            case 0x4B or 0x56: il.Emit(OpCodes.Cgt_Un); break;
+            case 0x4C or 0x57: il.Emit(OpCodes.Cgt); Not(); break;
+            case 0x4D or 0x58: il.Emit(OpCodes.Cgt_Un); Not(); break;
+            case 0x4E or 0x59: il.Emit(OpCodes.Clt); Not(); break;
+            case 0x4F or 0x5A: il.Emit(OpCodes.Clt_Un); Not(); break;
+            // Floating-point le/ge must be false for NaN: "not (a > b or unordered)".
+            case 0x5F or 0x65: il.Emit(OpCodes.Cgt_Un); Not(); break;
+            case 0x60 or 0x66: il.Emit(OpCodes.Clt_Un); Not(); break;
+
+            case 0x67: Helper(nameof(ScalarOps.I32Clz)); break;
+            case 0x68: Helper(nameof(ScalarOps.I32Ctz)); break;
+            case 0x69: Helper(nameof(ScalarOps.I32Popcnt)); break;
+            case 0x6A or 0x7C or 0x92 or 0xA0: il.Emit(OpCodes.Add); break;
+            case 0x6B or 0x7D or 0x93 or 0xA1: il.Emit(OpCodes.Sub); break;
+            case 0x6C or 0x7E or 0x94 or 0xA2: il.Emit(OpCodes.Mul); break;
+            case 0x95 or 0xA3: il.Emit(OpCodes.Div); break;
+            case 0x6D: Helper(nameof(ScalarOps.I32DivS)); break;
+            case 0x6E: Helper(nameof(ScalarOps.I32DivU)); break;
+            case 0x6F: Helper(nameof(ScalarOps.I32RemS)); break;
+            case 0x70: Helper(nameof(ScalarOps.I32RemU)); break;
+            case 0x71 or 0x83: il.Emit(OpCodes.And); break;
+            case 0x72 or 0x84: il.Emit(OpCodes.Or); break;
+            case 0x73 or 0x85: il.Emit(OpCodes.Xor); break;
+            case 0x74: MaskShift(32); il.Emit(OpCodes.Shl); break;
+            case 0x75: MaskShift(32); il.Emit(OpCodes.Shr); break;
+            case 0x76: MaskShift(32); il.Emit(OpCodes.Shr_Un); break;
+            case 0x77: Helper(nameof(ScalarOps.I32Rotl)); break;
+            case 0x78: Helper(nameof(ScalarOps.I32Rotr)); break;
+            case 0x79: Helper(nameof(ScalarOps.I64Clz)); break;
+            case 0x7A: Helper(nameof(ScalarOps.I64Ctz)); break;
+            case 0x7B: Helper(nameof(ScalarOps.I64Popcnt)); break;
+            case 0x7F: Helper(nameof(ScalarOps.I64DivS)); break;
+            case 0x80: Helper(nameof(ScalarOps.I64DivU)); break;
+            case 0x81: Helper(nameof(ScalarOps.I64RemS)); break;
+            case 0x82: Helper(nameof(ScalarOps.I64RemU)); break;
+            case 0x86: MaskShift(64); il.Emit(OpCodes.Shl); break;
+            case 0x87: MaskShift(64); il.Emit(OpCodes.Shr); break;
+            case 0x88: MaskShift(64); il.Emit(OpCodes.Shr_Un); break;
+            case 0x89: Helper(nameof(ScalarOps.I64Rotl)); break;
+            case 0x8A: Helper(nameof(ScalarOps.I64Rotr)); break;
+
+            case 0x8B: Helper(nameof(ScalarOps.F32Abs)); break;
+            case 0x8C or 0x9A: il.Emit(OpCodes.Neg); break;
+            case 0x8D: Helper(nameof(ScalarOps.F32Ceil)); break;
+            case 0x8E: Helper(nameof(ScalarOps.F32Floor)); break;
+            case 0x8F: Helper(nameof(ScalarOps.F32Trunc)); break;
+            case 0x90: Helper(nameof(ScalarOps.F32Nearest)); break;
+            case 0x91: Helper(nameof(ScalarOps.F32Sqrt)); break;
+            case 0x96: Helper(nameof(ScalarOps.F32Min)); break;
+            case 0x97: Helper(nameof(ScalarOps.F32Max)); break;
+            case 0x98: Helper(nameof(ScalarOps.F32Copysign)); break;
+            case 0x99: Helper(nameof(ScalarOps.F64Abs)); break;
+            case 0x9B: Helper(nameof(ScalarOps.F64Ceil)); break;
+            case 0x9C: Helper(nameof(ScalarOps.F64Floor)); break;
+            case 0x9D: Helper(nameof(ScalarOps.F64Trunc)); break;
+            case 0x9E: Helper(nameof(ScalarOps.F64Nearest)); break;
+            case 0x9F: Helper(nameof(ScalarOps.F64Sqrt)); break;
+            case 0xA4: Helper(nameof(ScalarOps.F64Min)); break;
+            case 0xA5: Helper(nameof(ScalarOps.F64Max)); break;
+            case 0xA6: Helper(nameof(ScalarOps.F64Copysign)); break;
+
+            case 0xA7: il.Emit(OpCodes.Conv_I4); break;
+            case 0xA8: Helper(nameof(ScalarOps.I32TruncF32S)); break;
+            case 0xA9: Helper(nameof(ScalarOps.I32TruncF32U)); break;
+            case 0xAA: Helper(nameof(ScalarOps.I32TruncF64S)); break;
+            case 0xAB: Helper(nameof(ScalarOps.I32TruncF64U)); break;
+            case 0xAC: il.Emit(OpCodes.Conv_I8); break;
+            case 0xAD: il.Emit(OpCodes.Conv_U8); break;
+            case 0xAE: Helper(nameof(ScalarOps.I64TruncF32S)); break;
+            case 0xAF: Helper(nameof(ScalarOps.I64TruncF32U)); break;
+            case 0xB0: Helper(nameof(ScalarOps.I64TruncF64S)); break;
+            case 0xB1: Helper(nameof(ScalarOps.I64TruncF64U)); break;
+            case 0xB2: il.Emit(OpCodes.Conv_R4); break;
+            case 0xB3: Helper(nameof(ScalarOps.F32ConvertI32U)); break;
+            case 0xB4: Helper(nameof(ScalarOps.F32ConvertI64S)); break;
+            case 0xB5: Helper(nameof(ScalarOps.F32ConvertI64U)); break;
+            case 0xB6: il.Emit(OpCodes.Conv_R4); break;
+            case 0xB7: il.Emit(OpCodes.Conv_R8); break;
+            case 0xB8: Helper(nameof(ScalarOps.F64ConvertI32U)); break;
+            case 0xB9: Helper(nameof(ScalarOps.F64ConvertI64S)); break;
+            case 0xBA: Helper(nameof(ScalarOps.F64ConvertI64U)); break;
+            case 0xBB: il.Emit(OpCodes.Conv_R8); break;
+            case 0xBC: Helper(nameof(ScalarOps.I32ReinterpretF32)); break;
+            case 0xBD: Helper(nameof(ScalarOps.I64ReinterpretF64)); break;
+            case 0xBE: Helper(nameof(ScalarOps.F32ReinterpretI32)); break;
+            case 0xBF: Helper(nameof(ScalarOps.F64ReinterpretI64)); break;
+            case 0xC0: il.Emit(OpCodes.Conv_I1); break;
+            case 0xC1: il.Emit(OpCodes.Conv_I2); break;
+            case 0xC2: il.Emit(OpCodes.Conv_I1); il.Emit(OpCodes.Conv_I8); break;
+            case 0xC3: il.Emit(OpCodes.Conv_I2); il.Emit(OpCodes.Conv_I8); break;
+            case 0xC4: il.Emit(OpCodes.Conv_I4); il.Emit(OpCodes.Conv_I8); break;
+
+            case Opcodes.MiscBase + 0: Helper(nameof(ScalarOps.I32TruncSatF32S)); break;
+            case Opcodes.MiscBase + 1: Helper(nameof(ScalarOps.I32TruncSatF32U)); break;
+            case Opcodes.MiscBase + 2: Helper(nameof(ScalarOps.I32TruncSatF64S)); break;
+            case Opcodes.MiscBase + 3: Helper(nameof(ScalarOps.I32TruncSatF64U)); break;
+            case Opcodes.MiscBase + 4: Helper(nameof(ScalarOps.I64TruncSatF32S)); break;
+            case Opcodes.MiscBase + 5: Helper(nameof(ScalarOps.I64TruncSatF32U)); break;
+            case Opcodes.MiscBase + 6: Helper(nameof(ScalarOps.I64TruncSatF64S)); break;
+            case Opcodes.MiscBase + 7: Helper(nameof(ScalarOps.I64TruncSatF64U)); break;
+            default:
+                throw new InvalidOperationException($"no code generator for opcode 0x{op:x}");
+        }
+    }
+}

@@ -1,0 +1,130 @@
+using System.Diagnostics;
+using System.Reflection;
+using System.Reflection.Emit;
+using System.Text;
+using Ferry.Wasm.Runtime;
+
+namespace Ferry.Wasm.Compilation;
+
+/// <summary>
+/// A module compiled to IL: one generated class (derived from <see cref="InstanceBase"/>) whose static methods
+/// are the module's functions. Shared by all instances of the module.
+/// </summary>
+public sealed class CompiledModule
+{
+    internal CompiledModule(Module module, ModuleLayout layout, TimeSpan compileTime)
+    {
+        Module = module;
+        Layout = layout;
+        CompileTime = compileTime;
+        var pointers = new nint[module.FunctionCount];
+        for (var i = module.ImportedFunctionCount; i < module.FunctionCount; i++)
+        {
+            pointers[i] = layout.Methods[i]!.MethodHandle.GetFunctionPointer();
+        }
+        FunctionPointers = pointers;
+    }
+
+    public Module Module { get; }
+    internal ModuleLayout Layout { get; }
+    public CompileOptions Options => Layout.Options;
+    public Type InstanceType => Layout.InstanceType;
+    /// <summary>Entry point of each defined function (calling convention of <see cref="FuncRef"/>); 0 for imports.</summary>
+    public IReadOnlyList<nint> FunctionPointers { get; }
+    public TimeSpan CompileTime { get; }
+
+    /// <summary>The WebAssembly function a compiled method belongs to, or -1 (for backtraces).</summary>
+    public int FunctionIndexOf(MethodBase method)
+    {
+        if (method.DeclaringType != InstanceType && method.DeclaringType?.Assembly != InstanceType.Assembly) return -1;
+        var at = method.Name.LastIndexOf('@');
+        return at >= 0 && int.TryParse(method.Name.AsSpan(at + 1), out var i) ? i : -1;
+    }
+}
+
+/// <summary>Compiles a validated module to IL in a dynamic assembly.</summary>
+public static class ModuleCompiler
+{
+    private static int assemblyCounter;
+
+    public static CompiledModule Compile(Module module, CompileOptions? options = null)
+    {
+        options ??= CompileOptions.Default;
+        var sw = Stopwatch.StartNew();
+        var n = Interlocked.Increment(ref assemblyCounter);
+        var name = new AssemblyName($"Ferry.Wasm.Generated{n}");
+        var assembly = AssemblyBuilder.DefineDynamicAssembly(name, options.Collectible ? AssemblyBuilderAccess.RunAndCollect : AssemblyBuilderAccess.Run);
+        var dynModule = assembly.DefineDynamicModule(name.Name!);
+        var tb = dynModule.DefineType("WasmInstance", TypeAttributes.Public | TypeAttributes.Sealed | TypeAttributes.Class, typeof(InstanceBase));
+        tb.DefineDefaultConstructor(MethodAttributes.Public);
+
+        var exportedGlobals = new HashSet<int>();
+        foreach (var e in module.Exports)
+        {
+            if (e.Kind == ExternalKind.Global) exportedGlobals.Add(e.Index);
+        }
+        var globalFields = new FieldInfo[module.GlobalTypes.Length];
+        var globalIsCell = new bool[module.GlobalTypes.Length];
+        for (var i = 0; i < module.GlobalTypes.Length; i++)
+        {
+            // Imported and exported globals are shared with other instances or the host: they live in cells.
+            globalIsCell[i] = i < module.ImportedGlobalCount || exportedGlobals.Contains(i);
+            var ft = globalIsCell[i] ? typeof(GlobalCell) : ClrTypes.Of(module.GlobalTypes[i].Type);
+            globalFields[i] = tb.DefineField($"global{i}", ft, FieldAttributes.Public);
+        }
+        var importFields = new FieldInfo[module.ImportedFunctionCount];
+        for (var i = 0; i < importFields.Length; i++) importFields[i] = tb.DefineField($"import{i}", typeof(FuncRef), FieldAttributes.Public);
+
+        var builders = new MethodBuilder?[module.FunctionCount];
+        for (var i = module.ImportedFunctionCount; i < module.FunctionCount; i++)
+        {
+            var t = module.FunctionType(i);
+            var mb = tb.DefineMethod(MethodName(module, i), MethodAttributes.Public | MethodAttributes.Static, ClrTypes.Return(t), ClrTypes.Parameters(t, tb));
+            if (options.AggressiveOptimization) mb.SetImplementationFlags(MethodImplAttributes.AggressiveOptimization);
+            builders[i] = mb;
+        }
+
+        var buildLayout = new ModuleLayout
+        {
+            Module = module,
+            InstanceType = tb,
+            Methods = builders,
+            GlobalFields = globalFields,
+            GlobalIsCell = globalIsCell,
+            ImportFields = importFields,
+            Options = options,
+        };
+        for (var i = module.ImportedFunctionCount; i < module.FunctionCount; i++)
+        {
+            new FunctionCompiler(buildLayout, i, builders[i]!.GetILGenerator(), resume: false).Compile();
+        }
+
+        var created = tb.CreateType();
+        var methods = new MethodInfo?[module.FunctionCount];
+        for (var i = module.ImportedFunctionCount; i < module.FunctionCount; i++)
+        {
+            methods[i] = created.GetMethod(builders[i]!.Name, BindingFlags.Public | BindingFlags.Static)!;
+        }
+        var layout = new ModuleLayout
+        {
+            Module = module,
+            InstanceType = created,
+            Methods = methods,
+            GlobalFields = globalFields.Select(f => created.GetField(f.Name)!).ToArray(),
+            GlobalIsCell = globalIsCell,
+            ImportFields = importFields.Select(f => created.GetField(f.Name)!).ToArray(),
+            Options = options,
+        };
+        return new CompiledModule(module, layout, sw.Elapsed);
+    }
+
+    /// <summary>Method names carry the WebAssembly name (for .NET stack traces) and "@index" (for mapping back).</summary>
+    internal static string MethodName(Module module, int index)
+    {
+        var raw = module.Names.Functions.TryGetValue(index, out var n) ? n : $"f{index}";
+        var sb = new StringBuilder(raw.Length + 8);
+        foreach (var c in raw.Length > 200 ? raw[..200] : raw) sb.Append(char.IsControl(c) ? '?' : c);
+        sb.Append('@').Append(index);
+        return sb.ToString();
+    }
+}

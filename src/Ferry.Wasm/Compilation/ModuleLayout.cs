@@ -1,0 +1,42 @@
+using System.Reflection;
+
+namespace Ferry.Wasm.Compilation;
+
+/// <summary>Options that change the code the compiler emits.</summary>
+public sealed record CompileOptions
+{
+    public static readonly CompileOptions Default = new();
+
+    /// <summary>Compiled stores mark the 4 KiB pages they write in the instance's dirty-page map (compiler-based tracking).</summary>
+    public bool DirtyTracking { get; init; }
+
+    /// <summary>Emit safe points (function entry, loop headers, after calls) so instances can be frozen. On by default.</summary>
+    public bool SafePoints { get; init; } = true;
+
+    /// <summary>Mark compiled methods AggressiveOptimization: fully optimised at first call, no tiering.</summary>
+    public bool AggressiveOptimization { get; init; } = true;
+
+    /// <summary>Let the runtime unload compiled code when the module is no longer referenced.</summary>
+    public bool Collectible { get; init; }
+}
+
+/// <summary>
+/// Where everything of a module lives in the generated code: the instance class, its fields, the method of
+/// each function. Built while compiling (with builders) and again over the created type (for resume compiles).
+/// </summary>
+internal sealed class ModuleLayout
+{
+    public required Module Module { get; init; }
+    public required Type InstanceType { get; init; }
+    /// <summary>The compiled method of every defined function; null for imports.</summary>
+    public required MethodInfo?[] Methods { get; init; }
+    /// <summary>Field of every global: a typed value field, or a <see cref="Runtime.GlobalCell"/> field when shared.</summary>
+    public required FieldInfo[] GlobalFields { get; init; }
+    public required bool[] GlobalIsCell { get; init; }
+    /// <summary>Field holding the FuncRef of every imported function.</summary>
+    public required FieldInfo[] ImportFields { get; init; }
+    public required CompileOptions Options { get; init; }
+
+    public bool HasMemory => Module.Memories.Length > 0;
+    public bool Memory64 => HasMemory && Module.Memories[0].Is64;
+}

@@ -1,0 +1,40 @@
+namespace Ferry.Wasm.Runtime;
+
+/// <summary>
+/// The state compiled code works on. The compiler derives one class per module from this, adding a field per
+/// global and per imported function; each instance is one object of that class, passed as the first argument
+/// of every compiled function.
+/// </summary>
+public abstract class InstanceBase
+{
+    /// <summary>Execution is running normally.</summary>
+    public const int RunState = 0;
+    /// <summary>A freeze was requested; the next safe point starts unwinding.</summary>
+    public const int FreezeRequested = 1;
+    /// <summary>Frames are being unwound into <see cref="Frames"/>; every caller saves its frame and returns.</summary>
+    public const int Unwinding = 2;
+
+    /// <summary>Checked (volatile) at every safe point; written by other threads to request a freeze.</summary>
+    public volatile int Interrupt;
+
+    public LinearMemory? Memory0;
+    public Table? Table0;
+    public Table[] Tables = [];
+    /// <summary>Passive data segments by index; null once dropped (or after an active segment is applied).</summary>
+    public byte[]?[] DataSegments = [];
+    /// <summary>Element segments by index, as resolved references; null once dropped.</summary>
+    public object?[]?[] ElementSegments = [];
+    /// <summary>Every function of the module as a reference (imports first), for ref.func, exports and tables.</summary>
+    public FuncRef[] Functions = [];
+
+    /// <summary>Unwound or to-be-rewound frames.</summary>
+    public readonly FrameStack Frames = new();
+
+    /// <summary>Dirty-page map written by compiled stores when the module was compiled with write tracking.</summary>
+    public unsafe byte* DirtyPages;
+
+    /// <summary>Entry points of resume-compiled functions by function index, set while an instance is being restored.</summary>
+    public nint[]? ResumeEntries;
+
+    public Instance Owner { get; internal set; } = null!;
+}

@@ -1,0 +1,67 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace Ferry.Wasm.Runtime;
+
+/// <summary>Small runtime helpers for compiled code: call-depth checks, indirect-call resolution, select.</summary>
+public static class RuntimeChecks
+{
+    /// <summary>Deterministic limit on WebAssembly call depth; exceeding it traps with "call stack exhausted".</summary>
+    public const int MaxCallDepth = 60_000;
+
+    /// <summary>
+    /// Called at every function entry with the call depth. Only one call in 32 takes the slow path, which
+    /// enforces <see cref="MaxCallDepth"/> and also checks the real machine stack, so deep recursion traps
+    /// cleanly instead of overflowing the thread's stack (which .NET cannot recover from).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Enter(int depth)
+    {
+        if ((depth & 31) == 31) EnterSlow(depth);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void EnterSlow(int depth)
+    {
+        if (depth > MaxCallDepth || !RuntimeHelpers.TryEnsureSufficientExecutionStack()) Trap.CallStackExhausted();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static FuncRef CallIndirectTarget(object?[] elements, int index, int typeId)
+    {
+        if ((uint)index >= (uint)elements.Length) Trap.UndefinedElement();
+        var f = elements[index];
+        if (f is null) Trap.UninitializedElement();
+        var fr = Unsafe.As<FuncRef>(f);
+        if (fr.TypeId != typeId) Trap.IndirectCallTypeMismatch();
+        return fr;
+    }
+
+    public static Exception Unreachable() => new TrapException(TrapKind.Unreachable);
+
+    public static Exception BadSafePoint(int functionIndex, int safePoint) =>
+        new FrameMismatchException($"function {functionIndex} has no safe point {safePoint}");
+
+    /// <summary>Entry point of the resume-compiled version of the function whose frame is rebuilt next.</summary>
+    public static nint NextResumeEntry(InstanceBase ctx)
+    {
+        var f = ctx.Frames.NextRewindFunction;
+        var entries = ctx.ResumeEntries;
+        if (f < 0 || entries is null || (uint)f >= (uint)entries.Length || entries[f] == 0)
+        {
+            throw new FrameMismatchException($"no resume code for function {f}");
+        }
+        return entries[f];
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static int SelectI32(int a, int b, int c) => c != 0 ? a : b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static long SelectI64(long a, long b, int c) => c != 0 ? a : b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float SelectF32(float a, float b, int c) => c != 0 ? a : b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static double SelectF64(double a, double b, int c) => c != 0 ? a : b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<byte> SelectV128(Vector128<byte> a, Vector128<byte> b, int c) => c != 0 ? a : b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static object? SelectRef(object? a, object? b, int c) => c != 0 ? a : b;
+
+    [DoesNotReturn]
+    public static void Fail(string message) => throw new InvalidOperationException(message);
+}
