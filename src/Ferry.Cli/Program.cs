@@ -1,3 +1,3 @@
 using Ferry.Cli;
 
-return CommandCatalog.BuildRoot().Parse(args).Invoke();
+return CommandCatalog.BuildRoot().Parse(GuestArgs.Separate(args)).Invoke();

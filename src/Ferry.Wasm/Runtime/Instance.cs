@@ -283,18 +283,42 @@ public sealed class Instance
         }
     }
 
-    /// <summary>Maps a .NET exception's stack to WebAssembly function names, innermost first.</summary>
-    public IReadOnlyList<string> Backtrace(Exception e)
+    /// <summary>
+    /// Maps a .NET exception's stack to WebAssembly function names, innermost first. Runs of the same function
+    /// (deep recursion) are folded into one line, and the list is capped so a trap never floods the terminal.
+    /// </summary>
+    public IReadOnlyList<string> Backtrace(Exception e, int maxLines = 64)
     {
         var frames = new System.Diagnostics.StackTrace(e, false).GetFrames();
         var result = new List<string>();
+        string? last = null;
+        var repeat = 0;
+        var total = 0;
+        void Flush()
+        {
+            if (last is null) return;
+            result.Add(repeat > 1 ? $"{last} (x{repeat})" : last);
+        }
         foreach (var frame in frames)
         {
             var m = frame.GetMethod();
             if (m is null) continue;
             var index = Compiled.FunctionIndexOf(m);
-            if (index >= 0) result.Add($"{index}: {Module.FunctionName(index)}");
+            if (index < 0) continue;
+            var line = $"{index}: {Module.FunctionName(index)}";
+            total++;
+            if (line == last)
+            {
+                repeat++;
+                continue;
+            }
+            Flush();
+            last = line;
+            repeat = 1;
+            if (result.Count >= maxLines) break;
         }
+        if (result.Count < maxLines) Flush();
+        else result.Add($"... ({total}+ frames)");
         return result;
     }
 }

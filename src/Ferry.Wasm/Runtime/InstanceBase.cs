@@ -37,4 +37,36 @@ public abstract class InstanceBase
     public nint[]? ResumeEntries;
 
     public Instance Owner { get; internal set; } = null!;
+
+    private CancellationTokenSource freezeSignal = new();
+
+    /// <summary>
+    /// Cancelled when a freeze is requested. Host functions that block (poll_oneoff, fd_read) wait on it too;
+    /// when it fires they call <see cref="UnwindFromHost"/> and return, so the call is re-executed after resume.
+    /// </summary>
+    public CancellationToken FreezeToken => freezeSignal.Token;
+
+    /// <summary>Asks running code to stop at its next safe point (any thread).</summary>
+    public void RequestFreeze()
+    {
+        Interlocked.CompareExchange(ref Interrupt, FreezeRequested, RunState);
+        freezeSignal.Cancel();
+    }
+
+    /// <summary>
+    /// Called by a host function that gives up a blocking call because a freeze was requested: its caller records
+    /// an "in call" safe point with the call's arguments, and the call runs again when the instance resumes.
+    /// </summary>
+    public void UnwindFromHost() => Interrupt = Unwinding;
+
+    /// <summary>Returns to normal running after a freeze completed (or was abandoned).</summary>
+    public void ClearInterrupt()
+    {
+        Interrupt = RunState;
+        if (freezeSignal.IsCancellationRequested)
+        {
+            freezeSignal.Dispose();
+            freezeSignal = new CancellationTokenSource();
+        }
+    }
 }
