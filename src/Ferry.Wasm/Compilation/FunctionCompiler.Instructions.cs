@@ -59,10 +59,10 @@ internal sealed partial class FunctionCompiler
                 MarkUnreachable();
                 return;
             case 0x10:
-                EmitCall((int)ins.Index);
+                EmitCall((int)ins.Index, ins.Offset);
                 return;
             case 0x11:
-                EmitCallIndirect(ins.Index, ins.Index2);
+                EmitCallIndirect(ins.Index, ins.Index2, ins.Offset);
                 return;
             case 0x1A:
                 if (onIL > 0)

@@ -45,6 +45,7 @@ internal sealed partial class FunctionCompiler
     private sealed class SafePoint
     {
         public int Id;
+        public int Key;           // liveness key: the instruction's file offset, or LocalLiveness.EntryKey
         public SafePointKind Kind;
         public ValueType[] Stack = [];
         public Label Target;      // where a resumed frame continues
@@ -92,8 +93,9 @@ internal sealed partial class FunctionCompiler
     private readonly List<LoopInfo> loops = [];
     private readonly List<Action> coldBlocks = [];
     private LocalBuilder? safePointId;
-    private Label saveFrame;
-    private bool saveFrameUsed;
+    private Label unwindTail;
+    private bool unwindTailUsed;
+    private readonly LocalLiveness? liveness;
     private LocalBuilder? resumeTarget;
     private Label rewindEntry;
 
@@ -117,6 +119,7 @@ internal sealed partial class FunctionCompiler
         }
         locals = new LocalBuilder?[localTypes.Length];
         for (var i = paramCount; i < localTypes.Length; i++) locals[i] = il.DeclareLocal(ClrTypes.Of(localTypes[i]));
+        if (safePointsEnabled) liveness = LocalLiveness.Analyze(module, functionIndex, localTypes.Length, layout.Memory64);
     }
 
     public void Compile()
@@ -152,7 +155,7 @@ internal sealed partial class FunctionCompiler
         }
 
         PushCtrl(0, [], type.Results, 0);
-        if (safePointsEnabled) EmitSafePointCheck(SafePointKind.Entry);
+        if (safePointsEnabled) EmitSafePointCheck(SafePointKind.Entry, LocalLiveness.EntryKey);
 
         var reader = new InstructionReader(body.Code.Span, body.CodeOffset, layout.Memory64, "code");
         var ins = default(Instruction);
@@ -168,7 +171,7 @@ internal sealed partial class FunctionCompiler
         }
 
         foreach (var block in coldBlocks) block();
-        if (saveFrameUsed) EmitSaveFrame();
+        if (unwindTailUsed) EmitUnwindTail();
         if (resume) EmitRewindDispatch();
     }
 
@@ -363,7 +366,7 @@ internal sealed partial class FunctionCompiler
                         il.Emit(OpCodes.Ldloc, resumeTarget!);
                         il.Emit(OpCodes.Brtrue, loops[c.LoopIndex].Dispatch);
                     }
-                    if (safePointsEnabled) EmitSafePointCheck(SafePointKind.LoopHeader);
+                    if (safePointsEnabled) EmitSafePointCheck(SafePointKind.LoopHeader, ins.Offset);
                     break;
                 }
             case 0x04:
@@ -642,10 +645,10 @@ internal sealed partial class FunctionCompiler
     // Calls
     // ================================================================================================
 
-    private void EmitCall(int callee)
+    private void EmitCall(int callee, int offset)
     {
         var t = module.FunctionType(callee);
-        EmitCallCommon(t, callSequence: () =>
+        EmitCallCommon(t, offset, callSequence: () =>
         {
             if (callee < module.ImportedFunctionCount)
             {
@@ -667,7 +670,7 @@ internal sealed partial class FunctionCompiler
         });
     }
 
-    private void EmitCallIndirect(uint typeIndex, uint tableIndex)
+    private void EmitCallIndirect(uint typeIndex, uint tableIndex, int offset)
     {
         var t = module.Types[(int)typeIndex];
         var typeId = FuncTypeIds.Of(t);
@@ -675,7 +678,7 @@ internal sealed partial class FunctionCompiler
         SpillAll();
         var indexSlot = Slot(sp - 1, ValueType.I32);
         sp--;
-        EmitCallCommon(t, callSequence: () =>
+        EmitCallCommon(t, offset, callSequence: () =>
         {
             EmitCallThroughRef(t, () =>
             {
@@ -719,7 +722,7 @@ internal sealed partial class FunctionCompiler
     /// callee unwound — then this frame unwinds too, recording an "in call" safe point whose stack includes
     /// the arguments, so a host call can be re-executed or a WebAssembly callee re-entered on resume.
     /// </summary>
-    private void EmitCallCommon(FuncType t, Action callSequence, ValueType[]? extraStack = null)
+    private void EmitCallCommon(FuncType t, int offset, Action callSequence, ValueType[]? extraStack = null)
     {
         SpillAll();
         var callStart = il.DefineLabel();
@@ -736,7 +739,7 @@ internal sealed partial class FunctionCompiler
             var recorded = new ValueType[sp + (extraStack?.Length ?? 0)];
             Array.Copy(stack, recorded, sp);
             extraStack?.CopyTo(recorded, sp);
-            var sp0 = NewSafePoint(SafePointKind.InCall, recorded);
+            var sp0 = NewSafePoint(SafePointKind.InCall, recorded, offset);
             var cold = il.DefineLabel();
             il.Emit(OpCodes.Ldarg_0);
             il.Emit(OpCodes.Volatile);
@@ -746,7 +749,7 @@ internal sealed partial class FunctionCompiler
             coldBlocks.Add(() =>
             {
                 il.MarkLabel(cold);
-                EmitSaveStack(recorded, sp0.Id);
+                EmitUnwind(sp0);
             });
             if (resume)
             {
@@ -803,18 +806,18 @@ internal sealed partial class FunctionCompiler
     // Safe points
     // ================================================================================================
 
-    private SafePoint NewSafePoint(SafePointKind kind, ValueType[] stackTypes)
+    private SafePoint NewSafePoint(SafePointKind kind, ValueType[] stackTypes, int key)
     {
-        var s = new SafePoint { Id = safePoints.Count, Kind = kind, Stack = stackTypes, Loop = CurrentLoop() };
+        var s = new SafePoint { Id = safePoints.Count, Kind = kind, Stack = stackTypes, Loop = CurrentLoop(), Key = key };
         safePoints.Add(s);
         return s;
     }
 
     /// <summary>Entry and loop-header safe points: if a freeze was requested, unwind from here.</summary>
-    private void EmitSafePointCheck(SafePointKind kind)
+    private void EmitSafePointCheck(SafePointKind kind, int key)
     {
         var recorded = stack.AsSpan(0, sp).ToArray();
-        var s = NewSafePoint(kind, recorded);
+        var s = NewSafePoint(kind, recorded, key);
         var cold = il.DefineLabel();
         il.Emit(OpCodes.Ldarg_0);
         il.Emit(OpCodes.Volatile);
@@ -825,41 +828,46 @@ internal sealed partial class FunctionCompiler
         coldBlocks.Add(() =>
         {
             il.MarkLabel(cold);
-            EmitSaveStack(recorded, s.Id);
+            EmitUnwind(s);
         });
     }
 
-    /// <summary>Saves the operand stack of a safe point, then joins the shared locals-saving tail.</summary>
-    private void EmitSaveStack(ValueType[] recorded, int id)
+    /// <summary>
+    /// The unwind path of one safe point: save its operand stack and its live locals, then join the shared tail
+    /// that completes the frame record and returns.
+    /// </summary>
+    private void EmitUnwind(SafePoint s)
     {
-        for (var i = 0; i < recorded.Length; i++)
+        for (var i = 0; i < s.Stack.Length; i++)
         {
             il.Emit(OpCodes.Ldarg_0);
             il.Emit(OpCodes.Ldfld, Members.Frames);
-            il.Emit(OpCodes.Ldloc, Slot(i, recorded[i]));
-            il.Emit(OpCodes.Call, Members.SaveStack(recorded[i]));
+            il.Emit(OpCodes.Ldloc, Slot(i, s.Stack[i]));
+            il.Emit(OpCodes.Call, Members.SaveStack(s.Stack[i]));
         }
-        safePointId ??= il.DeclareLocal(typeof(int));
-        il.Emit(OpCodes.Ldc_I4, id);
-        il.Emit(OpCodes.Stloc, safePointId);
-        if (!saveFrameUsed)
-        {
-            saveFrame = il.DefineLabel();
-            saveFrameUsed = true;
-        }
-        il.Emit(OpCodes.Br, saveFrame);
-    }
-
-    private void EmitSaveFrame()
-    {
-        il.MarkLabel(saveFrame);
         for (var i = 0; i < localTypes.Length; i++)
         {
+            if (!liveness!.IsLive(s.Key, i)) continue;
             il.Emit(OpCodes.Ldarg_0);
             il.Emit(OpCodes.Ldfld, Members.Frames);
             LoadLocal(i);
+            il.Emit(OpCodes.Ldc_I4, i);
             il.Emit(OpCodes.Call, Members.SaveLocal(localTypes[i]));
         }
+        safePointId ??= il.DeclareLocal(typeof(int));
+        il.Emit(OpCodes.Ldc_I4, s.Id);
+        il.Emit(OpCodes.Stloc, safePointId);
+        if (!unwindTailUsed)
+        {
+            unwindTail = il.DefineLabel();
+            unwindTailUsed = true;
+        }
+        il.Emit(OpCodes.Br, unwindTail);
+    }
+
+    private void EmitUnwindTail()
+    {
+        il.MarkLabel(unwindTail);
         il.Emit(OpCodes.Ldarg_0);
         il.Emit(OpCodes.Ldfld, Members.Frames);
         il.Emit(OpCodes.Ldc_I4, functionIndex);
@@ -886,13 +894,6 @@ internal sealed partial class FunctionCompiler
         il.Emit(OpCodes.Ldc_I4, functionIndex);
         il.Emit(OpCodes.Call, Members.BeginRewind);
         il.Emit(OpCodes.Stloc, id);
-        for (var i = 0; i < localTypes.Length; i++)
-        {
-            il.Emit(OpCodes.Ldarg_0);
-            il.Emit(OpCodes.Ldfld, Members.Frames);
-            il.Emit(OpCodes.Call, Members.LoadLocal(localTypes[i]));
-            StoreLocal(i);
-        }
         var restore = new Label[safePoints.Count];
         for (var i = 0; i < restore.Length; i++) restore[i] = il.DefineLabel();
         il.Emit(OpCodes.Ldloc, id);
@@ -905,6 +906,15 @@ internal sealed partial class FunctionCompiler
         foreach (var s in safePoints)
         {
             il.MarkLabel(restore[s.Id]);
+            for (var i = 0; i < localTypes.Length; i++)
+            {
+                if (!liveness!.IsLive(s.Key, i)) continue;
+                il.Emit(OpCodes.Ldarg_0);
+                il.Emit(OpCodes.Ldfld, Members.Frames);
+                il.Emit(OpCodes.Ldc_I4, i);
+                il.Emit(OpCodes.Call, Members.LoadLocal(localTypes[i]));
+                StoreLocal(i);
+            }
             for (var i = 0; i < s.Stack.Length; i++)
             {
                 il.Emit(OpCodes.Ldarg_0);

@@ -23,7 +23,12 @@ public sealed class CompiledModule
             pointers[i] = layout.Methods[i]!.MethodHandle.GetFunctionPointer();
         }
         FunctionPointers = pointers;
+        ResumeEntries = new nint[module.FunctionCount];
     }
+
+    /// <summary>Entry points of resume-compiled functions (0 until needed); see <see cref="ResumeCompiler"/>.</summary>
+    internal nint[] ResumeEntries { get; }
+    internal object ResumeLock { get; } = new();
 
     public Module Module { get; }
     internal ModuleLayout Layout { get; }

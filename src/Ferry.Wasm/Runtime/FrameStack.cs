@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace Ferry.Wasm.Runtime;
@@ -9,7 +10,7 @@ namespace Ferry.Wasm.Runtime;
 /// </summary>
 public sealed class FrameRecord
 {
-    public FrameRecord(int functionIndex, int safePoint, WasmValue[] locals, WasmValue[] stack)
+    public FrameRecord(int functionIndex, int safePoint, LocalValue[] locals, WasmValue[] stack)
     {
         FunctionIndex = functionIndex;
         SafePoint = safePoint;
@@ -19,11 +20,17 @@ public sealed class FrameRecord
 
     public int FunctionIndex { get; }
     public int SafePoint { get; }
-    /// <summary>Parameters then declared locals.</summary>
-    public WasmValue[] Locals { get; }
+    /// <summary>
+    /// The locals live at the safe point (parameters and declared locals share one index space). Dead locals are
+    /// not recorded; they come back as zero, which no code will read.
+    /// </summary>
+    public LocalValue[] Locals { get; }
     /// <summary>Operand stack, bottom first.</summary>
     public WasmValue[] Stack { get; }
 }
+
+/// <summary>One live local of a frozen frame.</summary>
+public readonly record struct LocalValue(int Index, WasmValue Value);
 
 /// <summary>Thrown when frames being restored do not match the code (a corrupt or foreign snapshot).</summary>
 public sealed class FrameMismatchException(string message) : WasmException(message);
@@ -35,7 +42,7 @@ public sealed class FrameMismatchException(string message) : WasmException(messa
 public sealed class FrameStack
 {
     private readonly List<FrameRecord> frames = [];
-    private readonly List<WasmValue> locals = [];
+    private readonly List<LocalValue> locals = [];
     private readonly List<WasmValue> stack = [];
     private FrameRecord? current;
     private int localCursor, stackCursor;
@@ -56,20 +63,34 @@ public sealed class FrameStack
     }
 
     // ---- unwinding (called by compiled code) ----
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public void SaveStackI32(int v) => stack.Add(WasmValue.FromI32(v));
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public void SaveStackI64(long v) => stack.Add(WasmValue.FromI64(v));
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public void SaveStackF32(float v) => stack.Add(WasmValue.FromF32(v));
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public void SaveStackF64(double v) => stack.Add(WasmValue.FromF64(v));
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public void SaveStackV128(Vector128<byte> v) => stack.Add(WasmValue.FromV128(v));
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public void SaveStackFuncRef(object? v) => stack.Add(WasmValue.FromRef(ValueType.FuncRef, v));
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public void SaveStackExternRef(object? v) => stack.Add(WasmValue.FromRef(ValueType.ExternRef, v));
-    public void SaveLocalI32(int v) => locals.Add(WasmValue.FromI32(v));
-    public void SaveLocalI64(long v) => locals.Add(WasmValue.FromI64(v));
-    public void SaveLocalF32(float v) => locals.Add(WasmValue.FromF32(v));
-    public void SaveLocalF64(double v) => locals.Add(WasmValue.FromF64(v));
-    public void SaveLocalV128(Vector128<byte> v) => locals.Add(WasmValue.FromV128(v));
-    public void SaveLocalFuncRef(object? v) => locals.Add(WasmValue.FromRef(ValueType.FuncRef, v));
-    public void SaveLocalExternRef(object? v) => locals.Add(WasmValue.FromRef(ValueType.ExternRef, v));
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public void SaveLocalI32(int v, int index) => locals.Add(new LocalValue(index, WasmValue.FromI32(v)));
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public void SaveLocalI64(long v, int index) => locals.Add(new LocalValue(index, WasmValue.FromI64(v)));
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public void SaveLocalF32(float v, int index) => locals.Add(new LocalValue(index, WasmValue.FromF32(v)));
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public void SaveLocalF64(double v, int index) => locals.Add(new LocalValue(index, WasmValue.FromF64(v)));
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public void SaveLocalV128(Vector128<byte> v, int index) => locals.Add(new LocalValue(index, WasmValue.FromV128(v)));
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public void SaveLocalFuncRef(object? v, int index) => locals.Add(new LocalValue(index, WasmValue.FromRef(ValueType.FuncRef, v)));
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public void SaveLocalExternRef(object? v, int index) => locals.Add(new LocalValue(index, WasmValue.FromRef(ValueType.ExternRef, v)));
 
     /// <summary>Completes the frame whose values were just saved.</summary>
     public void EndFrame(int functionIndex, int safePoint)
@@ -107,12 +128,13 @@ public sealed class FrameStack
         return current.SafePoint;
     }
 
-    private WasmValue NextLocal(ValueType t)
+    private WasmValue NextLocal(ValueType t, int index)
     {
         var f = current ?? throw new FrameMismatchException("no frame being restored");
         if (localCursor >= f.Locals.Length) throw new FrameMismatchException($"frame of function {f.FunctionIndex} has too few locals");
-        var v = f.Locals[localCursor++];
-        if (v.Type != t) throw new FrameMismatchException($"frame of function {f.FunctionIndex}: local {localCursor - 1} is {v.Type.Name()}, code expects {t.Name()}");
+        var (i, v) = f.Locals[localCursor++];
+        if (i != index) throw new FrameMismatchException($"frame of function {f.FunctionIndex}: expected local {index}, found local {i}");
+        if (v.Type != t) throw new FrameMismatchException($"frame of function {f.FunctionIndex}: local {index} is {v.Type.Name()}, code expects {t.Name()}");
         return v;
     }
 
@@ -125,19 +147,33 @@ public sealed class FrameStack
         return v;
     }
 
-    public int LoadLocalI32() => NextLocal(ValueType.I32).I32;
-    public long LoadLocalI64() => NextLocal(ValueType.I64).I64;
-    public float LoadLocalF32() => NextLocal(ValueType.F32).F32;
-    public double LoadLocalF64() => NextLocal(ValueType.F64).F64;
-    public Vector128<byte> LoadLocalV128() => NextLocal(ValueType.V128).V128;
-    public FuncRef? LoadLocalFuncRef() => (FuncRef?)NextLocal(ValueType.FuncRef).Ref;
-    public object? LoadLocalExternRef() => NextLocal(ValueType.ExternRef).Ref;
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public int LoadLocalI32(int index) => NextLocal(ValueType.I32, index).I32;
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public long LoadLocalI64(int index) => NextLocal(ValueType.I64, index).I64;
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public float LoadLocalF32(int index) => NextLocal(ValueType.F32, index).F32;
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public double LoadLocalF64(int index) => NextLocal(ValueType.F64, index).F64;
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public Vector128<byte> LoadLocalV128(int index) => NextLocal(ValueType.V128, index).V128;
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public FuncRef? LoadLocalFuncRef(int index) => (FuncRef?)NextLocal(ValueType.FuncRef, index).Ref;
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public object? LoadLocalExternRef(int index) => NextLocal(ValueType.ExternRef, index).Ref;
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public int LoadStackI32() => NextStack(ValueType.I32).I32;
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public long LoadStackI64() => NextStack(ValueType.I64).I64;
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public float LoadStackF32() => NextStack(ValueType.F32).F32;
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public double LoadStackF64() => NextStack(ValueType.F64).F64;
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public Vector128<byte> LoadStackV128() => NextStack(ValueType.V128).V128;
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public FuncRef? LoadStackFuncRef() => (FuncRef?)NextStack(ValueType.FuncRef).Ref;
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public object? LoadStackExternRef() => NextStack(ValueType.ExternRef).Ref;
 
     /// <summary>Checked after a frame's values are loaded: all of them must have been consumed.</summary>

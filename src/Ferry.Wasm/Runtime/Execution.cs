@@ -1,0 +1,87 @@
+using Ferry.Wasm.Compilation;
+
+namespace Ferry.Wasm.Runtime;
+
+/// <summary>How a call into an instance ended: it returned, or it was frozen at a safe point.</summary>
+public sealed class CallOutcome
+{
+    private CallOutcome(WasmValue[]? results, IReadOnlyList<FrameRecord>? frames)
+    {
+        Results = results;
+        Frames = frames;
+    }
+
+    public WasmValue[]? Results { get; }
+    /// <summary>The frozen call stack, innermost frame first; null if the call completed.</summary>
+    public IReadOnlyList<FrameRecord>? Frames { get; }
+    public bool IsFrozen => Frames is not null;
+
+    internal static CallOutcome Completed(WasmValue[] results) => new(results, null);
+    internal static CallOutcome Frozen(IReadOnlyList<FrameRecord> frames) => new(null, frames);
+}
+
+/// <summary>
+/// Runs calls that can be frozen and resumed. A freeze (<see cref="InstanceBase.RequestFreeze"/>, from any thread)
+/// stops the code at its next safe point and unwinds the WebAssembly stack into portable frame records; resuming
+/// rebuilds those frames — in this process or another, on any machine — and continues exactly where it stopped.
+/// </summary>
+public static class Execution
+{
+    /// <summary>Calls <paramref name="function"/>; returns its results, or the frozen frames if a freeze stopped it.</summary>
+    public static CallOutcome Call(Instance instance, FuncRef function, params WasmValue[] args)
+    {
+        var state = instance.State;
+        state.Frames.Clear();
+        var results = Instance.Invoke(function, args);
+        return Finish(state, results);
+    }
+
+    /// <summary>Continues a frozen call from <paramref name="frames"/> (innermost first) in <paramref name="instance"/>.</summary>
+    public static CallOutcome Resume(Instance instance, IReadOnlyList<FrameRecord> frames)
+    {
+        if (frames.Count == 0) throw new ArgumentException("no frames to resume", nameof(frames));
+        var compiled = instance.Compiled;
+        var module = instance.Module;
+        foreach (var f in frames)
+        {
+            if (f.FunctionIndex < module.ImportedFunctionCount || f.FunctionIndex >= module.FunctionCount)
+            {
+                throw new FrameMismatchException($"frame names function {f.FunctionIndex}, which this module does not define");
+            }
+        }
+        ResumeCompiler.EnsureCompiled(compiled, frames.Select(f => f.FunctionIndex));
+        var state = instance.State;
+        state.ResumeEntries = compiled.ResumeEntries;
+        state.ClearInterrupt();
+        state.Frames.StartRewind(frames);
+        var outermost = frames[^1].FunctionIndex;
+        var type = module.FunctionType(outermost);
+        var entry = new FuncRef(compiled.ResumeEntries[outermost], state, type, instance, outermost);
+        // The outermost frame's arguments are restored from its record; these placeholders are never read.
+        var placeholders = type.Parameters.Select(WasmValue.Default).ToArray();
+        WasmValue[] results;
+        try
+        {
+            results = Instance.Invoke(entry, placeholders);
+        }
+        catch
+        {
+            state.Frames.Clear();
+            throw;
+        }
+        return Finish(state, results);
+    }
+
+    private static CallOutcome Finish(InstanceBase state, WasmValue[] results)
+    {
+        if (state.Interrupt == InstanceBase.Unwinding)
+        {
+            var frames = state.Frames.Captured.ToArray();
+            state.Frames.Clear();
+            state.ClearInterrupt();
+            return CallOutcome.Frozen(frames);
+        }
+        state.ClearInterrupt();
+        return CallOutcome.Completed(results);
+    }
+}
