@@ -202,7 +202,19 @@ static void *big_alloc(uint64_t bytes, const char *what)
     if (bytes > (uint64_t)SIZE_MAX - 4096)
         die("cannot allocate %llu bytes for %s: larger than this build's address space", (unsigned long long)bytes,
             what);
-    void *p = calloc(1, (size_t)bytes);
+    void *p;
+#if defined(__wasm32__)
+    /* wasi-libc's dlmalloc obtains memory through sbrk(intptr_t), so one request of 2 GiB or more
+     * overflows and fails; blocks of 1 GiB and up therefore come straight from memory.grow, which
+     * hands out zeroed, page-aligned memory just like calloc. dlmalloc copes with memory grown
+     * behind its back (its next sbrk simply starts a new segment). */
+    if (bytes >= (1ULL << 30)) {
+        uint64_t pages = (bytes + 65535) / 65536;
+        long old = (long)__builtin_wasm_memory_grow(0, (unsigned long)pages);
+        p = old < 0 ? NULL : (void *)((uintptr_t)old * 65536u);
+    } else
+#endif
+        p = calloc(1, (size_t)bytes);
     if (!p)
         die("cannot allocate %.1f MiB for %s (total so far %.1f MiB); lower --mem", (double)bytes / 1048576.0, what,
             (double)g_footprint / 1048576.0);
