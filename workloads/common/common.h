@@ -218,6 +218,11 @@ static void *big_alloc(uint64_t bytes, const char *what)
     if (!p)
         die("cannot allocate %.1f MiB for %s (total so far %.1f MiB); lower --mem", (double)bytes / 1048576.0, what,
             (double)g_footprint / 1048576.0);
+    /* Touch every page now: calloc and memory.grow hand out lazily-backed zero pages, so memory a
+     * program fills only later (spare B-tree nodes, an output ring) would not be resident and the
+     * footprint a migration sees would be smaller than --mem says. */
+    for (uint64_t off = 0; off < bytes; off += 4096)
+        ((volatile unsigned char *)p)[off] = 0;
     g_footprint += bytes;
     dirty_note_region(p, bytes);
     return p;
