@@ -45,6 +45,7 @@ static struct {
     int n;
     int uffd, pagemap, active;
     uint64_t last_t, interval_start, total_pages, intervals, peak;
+    double total_secs; /* summed length of the full intervals, for a true per-second mean */
     const char *prog;
     struct dirty_page_region vec[4096];
 } g_dirty = {.uffd = -1, .pagemap = -1};
@@ -143,10 +144,14 @@ static void dirty_report(uint64_t t, int final)
     double dt = (double)(t - g_dirty.interval_start) / 1e9;
     if (dt <= 0)
         return;
-    g_dirty.total_pages += pages;
-    g_dirty.intervals++;
-    if (pages > g_dirty.peak)
-        g_dirty.peak = pages;
+    if (!final) {
+        /* the last interval is partial and usually short: report it, keep it out of the mean */
+        g_dirty.total_pages += pages;
+        g_dirty.total_secs += dt;
+        g_dirty.intervals++;
+        if (pages / dt > (double)g_dirty.peak)
+            g_dirty.peak = (uint64_t)(pages / dt);
+    }
     fprintf(stderr, "dirty %s pages=%llu interval=%.3fs pages_per_s=%.0f%s\n", g_dirty.prog,
             (unsigned long long)pages, dt, (double)pages / dt, final ? " (last, partial)" : "");
     g_dirty.interval_start = t;
@@ -163,13 +168,13 @@ static void dirty_finish(uint64_t t)
 {
     if (!g_dirty.active)
         return;
-    uint64_t full = g_dirty.intervals;
-    uint64_t full_pages = g_dirty.total_pages;
     dirty_report(t, 1);
-    if (full)
-        fprintf(stderr, "dirty %s summary: %llu full 1 s intervals, mean %.0f pages/s (%.1f MiB/s), peak %llu\n",
-                g_dirty.prog, (unsigned long long)full, (double)full_pages / (double)full,
-                (double)full_pages * 4096.0 / 1048576.0 / (double)full, (unsigned long long)g_dirty.peak);
+    if (g_dirty.intervals) {
+        double rate = (double)g_dirty.total_pages / g_dirty.total_secs;
+        fprintf(stderr, "dirty %s summary: %llu full intervals, mean %.0f pages/s (%.1f MiB/s), peak %llu pages/s\n",
+                g_dirty.prog, (unsigned long long)g_dirty.intervals, rate, rate * 4096.0 / 1048576.0,
+                (unsigned long long)g_dirty.peak);
+    }
     g_dirty.active = 0;
 }
 
