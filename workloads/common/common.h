@@ -178,6 +178,10 @@ static void parse_args(opts_t *o, int argc, char **argv, const char *prog, const
     if (explicit_ops + o->have_seconds + o->forever > 1)
         die("give only one of --ops, --seconds%s", allow_forever ? ", --forever" : "");
     o->have_ops = !o->have_seconds && !o->forever;
+#if !defined(__linux__) || defined(__wasm__)
+    if (o->measure_dirty)
+        die("--measure-dirty needs the native Linux build (userfaultfd and /proc/self/pagemap)");
+#endif
     if (o->mem < (1ULL << 20))
         die("--mem %llu bytes is below the 1M minimum", (unsigned long long)o->mem);
     /* size_t is 32 bits on wasm32: refuse up front rather than wrap around in a size computation. */
