@@ -8,6 +8,8 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 mem=${1:-256M}; secs=${2:-5}; run=${3:-2}
+[ -x /usr/bin/time ] || { echo "measure.sh: needs GNU time at /usr/bin/time (Debian package 'time')" >&2; exit 1; }
+[ -x "$here/out/native/microbench" ] || { echo "measure.sh: run workloads/build first" >&2; exit 1; }
 programs=(btree hashjoin bfs pagerank kvstore xsbench svm blockchain microbench)
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
