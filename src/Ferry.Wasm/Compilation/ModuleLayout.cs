@@ -13,8 +13,13 @@ public sealed record CompileOptions
     /// <summary>Emit safe points (function entry, loop headers, after calls) so instances can be frozen. On by default.</summary>
     public bool SafePoints { get; init; } = true;
 
-    /// <summary>Mark compiled methods AggressiveOptimization: fully optimised at first call, no tiering.</summary>
-    public bool AggressiveOptimization { get; init; } = true;
+    /// <summary>
+    /// Mark compiled methods AggressiveOptimization: fully optimised at first call, no tiering. Off by default:
+    /// with tiering, dynamic PGO learns that the safe points' unwind paths are never taken and lays the code
+    /// out accordingly (measured: nbody 35% slower with safe points under AggressiveOptimization, 3–8% with
+    /// tiering; see docs/benchmarks.md).
+    /// </summary>
+    public bool AggressiveOptimization { get; init; }
 
     /// <summary>Let the runtime unload compiled code when the module is no longer referenced.</summary>
     public bool Collectible { get; init; }
