@@ -263,7 +263,15 @@ internal sealed partial class FunctionCompiler
         il.Emit(OpCodes.Ldloc, memSize!);
         il.Emit(OpCodes.Ldc_I8, unchecked((long)offset));
         il.Emit(OpCodes.Ldc_I8, (long)size);
-        if (isStore && dirtyMap is not null)
+        if (presentMap is not null)
+        {
+            // Post-copy: presence first. Stores on such a destination are not dirty-tracked by this path;
+            // a destination is migrated again only after post-copy completes and the code is recompiled.
+            il.Emit(OpCodes.Ldloc, presentMap);
+            il.Emit(OpCodes.Ldarg_0);
+            il.Emit(OpCodes.Call, layout.Memory64 ? Members.At64Present : Members.At32Present);
+        }
+        else if (isStore && dirtyMap is not null)
         {
             il.Emit(OpCodes.Ldloc, dirtyMap);
             il.Emit(OpCodes.Call, layout.Memory64 ? Members.At64Dirty : Members.At32Dirty);

@@ -75,6 +75,7 @@ internal sealed partial class FunctionCompiler
     private LocalBuilder? memBase;
     private LocalBuilder? memSize;
     private LocalBuilder? dirtyMap;
+    private LocalBuilder? presentMap;
 
     private ValueType[] stack = new ValueType[32];
     /// <summary>Where each stack value came from, when that matters to avoid unsound JIT folds of floats.</summary>
@@ -145,6 +146,13 @@ internal sealed partial class FunctionCompiler
                 il.Emit(OpCodes.Ldarg_0);
                 il.Emit(OpCodes.Ldfld, Members.DirtyPages);
                 il.Emit(OpCodes.Stloc, dirtyMap);
+            }
+            if (layout.Options.PresenceChecks)
+            {
+                presentMap = il.DeclareLocal(typeof(byte*));
+                il.Emit(OpCodes.Ldarg_0);
+                il.Emit(OpCodes.Ldfld, Members.PresentPages);
+                il.Emit(OpCodes.Stloc, presentMap);
             }
         }
         if (resume)

@@ -15,6 +15,7 @@ internal static class Members
     public static readonly FieldInfo Functions = typeof(InstanceBase).GetField(nameof(InstanceBase.Functions))!;
     public static readonly FieldInfo Frames = typeof(InstanceBase).GetField(nameof(InstanceBase.Frames))!;
     public static readonly FieldInfo DirtyPages = typeof(InstanceBase).GetField(nameof(InstanceBase.DirtyPages))!;
+    public static readonly FieldInfo PresentPages = typeof(InstanceBase).GetField(nameof(InstanceBase.PresentPages))!;
     public static readonly FieldInfo MemoryBase = typeof(LinearMemory).GetField(nameof(LinearMemory.Base))!;
     public static readonly FieldInfo MemorySize = typeof(LinearMemory).GetField(nameof(LinearMemory.Size))!;
     public static readonly FieldInfo TableElements = typeof(Table).GetField(nameof(Table.Elements))!;
@@ -31,7 +32,10 @@ internal static class Members
         _ => nameof(GlobalCell.Ref),
     })!;
 
-    public static MethodInfo Method(Type t, string name) => t.GetMethod(name, Static | Inst) ?? throw new MissingMethodException(t.Name, name);
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(Type, string), MethodInfo> MethodCache = new();
+
+    public static MethodInfo Method(Type t, string name) =>
+        MethodCache.GetOrAdd((t, name), static k => k.Item1.GetMethod(k.Item2, Static | Inst) ?? throw new MissingMethodException(k.Item1.Name, k.Item2));
 
     public static readonly MethodInfo EnterCheck = Method(typeof(RuntimeChecks), nameof(RuntimeChecks.Enter));
     public static readonly MethodInfo CallIndirectTarget = Method(typeof(RuntimeChecks), nameof(RuntimeChecks.CallIndirectTarget));
@@ -58,6 +62,8 @@ internal static class Members
     public static readonly MethodInfo At64 = Method(typeof(MemoryOps), nameof(MemoryOps.At64));
     public static readonly MethodInfo At32Dirty = Method(typeof(MemoryOps), nameof(MemoryOps.At32Dirty));
     public static readonly MethodInfo At64Dirty = Method(typeof(MemoryOps), nameof(MemoryOps.At64Dirty));
+    public static readonly MethodInfo At32Present = Method(typeof(MemoryOps), nameof(MemoryOps.At32Present));
+    public static readonly MethodInfo At64Present = Method(typeof(MemoryOps), nameof(MemoryOps.At64Present));
     public static readonly MethodInfo MemFill32 = Method(typeof(MemoryOps), nameof(MemoryOps.Fill32));
     public static readonly MethodInfo MemFill64 = Method(typeof(MemoryOps), nameof(MemoryOps.Fill64));
     public static readonly MethodInfo MemCopy32 = Method(typeof(MemoryOps), nameof(MemoryOps.Copy32));

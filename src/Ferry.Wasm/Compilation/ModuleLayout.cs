@@ -10,6 +10,12 @@ public sealed record CompileOptions
     /// <summary>Compiled stores mark the 4 KiB pages they write in the instance's dirty-page map (compiler-based tracking).</summary>
     public bool DirtyTracking { get; init; }
 
+    /// <summary>
+    /// Compiled loads and stores test the instance's present-page map and fetch missing pages first
+    /// (compiler-based post-copy on a migration's destination).
+    /// </summary>
+    public bool PresenceChecks { get; init; }
+
     /// <summary>Emit safe points (function entry, loop headers, after calls) so instances can be frozen. On by default.</summary>
     public bool SafePoints { get; init; } = true;
 

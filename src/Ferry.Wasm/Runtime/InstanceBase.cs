@@ -1,5 +1,12 @@
 namespace Ferry.Wasm.Runtime;
 
+/// <summary>Makes pages of linear memory present before an access proceeds (post-copy migration).</summary>
+public interface IMissingPageHandler
+{
+    /// <summary>Blocks until every 4 KiB page overlapping [address, address + length) is present.</summary>
+    void EnsurePresent(ulong address, ulong length);
+}
+
 /// <summary>
 /// The state compiled code works on. The compiler derives one class per module from this, adding a field per
 /// global and per imported function; each instance is one object of that class, passed as the first argument
@@ -32,6 +39,15 @@ public abstract class InstanceBase
 
     /// <summary>Dirty-page map written by compiled stores when the module was compiled with write tracking.</summary>
     public unsafe byte* DirtyPages;
+
+    /// <summary>
+    /// Present-page map (1 = the 4 KiB page's contents are here) tested by code compiled with presence checks.
+    /// Installed before such code runs and never freed while the instance lives (compiled code caches it).
+    /// </summary>
+    public unsafe byte* PresentPages;
+
+    /// <summary>Fetches missing pages for code compiled with presence checks (post-copy destinations).</summary>
+    public IMissingPageHandler? MissingPages;
 
     /// <summary>Entry points of resume-compiled functions by function index, set while an instance is being restored.</summary>
     public nint[]? ResumeEntries;

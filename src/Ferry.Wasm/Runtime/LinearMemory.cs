@@ -54,9 +54,16 @@ public sealed unsafe class LinearMemory : IDisposable
     /// <summary>Raised after a successful grow with the old and new size in bytes (tracking hooks use it).</summary>
     public event Action<ulong, ulong>? Grown;
 
+    /// <summary>
+    /// Set while a post-copy migration is still delivering pages: host access through <see cref="Span"/> waits
+    /// for the pages it touches (host code must not read guest memory through <see cref="Base"/> meanwhile).
+    /// </summary>
+    public IMissingPageHandler? Presence { get; set; }
+
     public Span<byte> Span(ulong offset, int length)
     {
         if (offset + (ulong)length > Size || length < 0) throw new TrapException(TrapKind.OutOfBoundsMemory);
+        Presence?.EnsurePresent(offset, (ulong)length);
         return new Span<byte>(Base + offset, length);
     }
 

@@ -48,6 +48,38 @@ public static unsafe class MemoryOps
         return memBase + ea;
     }
 
+    /// <summary>
+    /// Address with a presence check (post-copy destination): both the first and last page of the access must be
+    /// present, otherwise the instance's <see cref="IMissingPageHandler"/> fetches them first. Stores also mark
+    /// the dirty map when one is installed (a destination may be migrated again).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static byte* At32Present(int addr, byte* memBase, ulong size, ulong offset, ulong n, byte* present, InstanceBase ctx)
+    {
+        var ea = (ulong)(uint)addr + offset;
+        if (ea + n > size) Trap.OutOfBoundsMemory();
+        if ((present[ea >> 12] & present[(ea + n - 1) >> 12]) == 0) FetchMissing(ctx, ea, n);
+        return memBase + ea;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static byte* At64Present(long addr, byte* memBase, ulong size, ulong offset, ulong n, byte* present, InstanceBase ctx)
+    {
+        var ea = (ulong)addr + offset;
+        if (ea < offset || ea > size || size - ea < n) Trap.OutOfBoundsMemory();
+        if ((present[ea >> 12] & present[(ea + n - 1) >> 12]) == 0) FetchMissing(ctx, ea, n);
+        return memBase + ea;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void FetchMissing(InstanceBase ctx, ulong ea, ulong n) => ctx.MissingPages!.EnsurePresent(ea, n);
+
+    /// <summary>Bulk operations and the host make whole ranges present first (no-op unless presence is tracked).</summary>
+    public static void EnsurePresent(InstanceBase ctx, ulong start, ulong length)
+    {
+        if (ctx.PresentPages != null && length > 0) ctx.MissingPages!.EnsurePresent(start, length);
+    }
+
     /// <summary>Marks a whole range dirty (bulk memory operations under write tracking).</summary>
     public static void MarkDirty(byte* dirty, ulong start, ulong length)
     {
@@ -68,6 +100,7 @@ public static unsafe class MemoryOps
     {
         var m = ctx.Memory0!;
         if (dest > m.Size || length > m.Size - dest) Trap.OutOfBoundsMemory();
+        EnsurePresent(ctx, dest, length);
         MarkDirty(ctx.DirtyPages, dest, length);
         var p = m.Base + dest;
         while (length > 0)
@@ -83,6 +116,8 @@ public static unsafe class MemoryOps
     {
         var m = ctx.Memory0!;
         if (dest > m.Size || length > m.Size - dest || src > m.Size || length > m.Size - src) Trap.OutOfBoundsMemory();
+        EnsurePresent(ctx, src, length);
+        EnsurePresent(ctx, dest, length);
         MarkDirty(ctx.DirtyPages, dest, length);
         Buffer.MemoryCopy(m.Base + src, m.Base + dest, m.Size - dest, length);
     }
@@ -94,6 +129,7 @@ public static unsafe class MemoryOps
         var dataLength = (ulong)(data?.Length ?? 0);
         if ((ulong)src + length > dataLength || dest > m.Size || length > m.Size - dest) Trap.OutOfBoundsMemory();
         if (length == 0) return;
+        EnsurePresent(ctx, dest, length);
         MarkDirty(ctx.DirtyPages, dest, length);
         data.AsSpan((int)src, (int)length).CopyTo(new Span<byte>(m.Base + dest, (int)length));
     }
