@@ -18,6 +18,12 @@ public sealed record InstanceOptions
 
     /// <summary>Apply active data and element segments (off when restoring a snapshot, whose memory already has them).</summary>
     public bool InitializeSegments { get; init; } = true;
+
+    /// <summary>
+    /// Use this memory as the module's own memory 0 instead of allocating one (a migration destination fills a
+    /// memory with pages before the instance exists). Must match the module's memory type.
+    /// </summary>
+    public LinearMemory? AdoptMemory { get; init; }
 }
 
 /// <summary>An instantiated module: its state, its exports, and calls into it.</summary>
@@ -139,6 +145,15 @@ public sealed class Instance
         state.Tables = [.. tables];
         state.Table0 = tables.Count > 0 ? tables[0] : null;
 
+        if (memory is null && module.Memories.Length > 0 && options.AdoptMemory is { } adopted)
+        {
+            var mt = module.Memories[0];
+            if (adopted.Is64 != mt.Is64 || adopted.Pages < mt.Limits.Min || (mt.Limits.Max is { } declared && adopted.Pages > declared))
+            {
+                throw new InstantiationException("the memory handed to the instance does not match the module's memory type");
+            }
+            memory = adopted;
+        }
         if (memory is null && module.Memories.Length > 0)
         {
             var mt = module.Memories[0];
@@ -155,6 +170,7 @@ public sealed class Instance
             memory = new LinearMemory(mt.Limits.Min, max, mt.Is64, options.ReserveCapBytes);
         }
         state.Memory0 = memory;
+        InstallPageMaps(compiled, state, memory);
 
         // Globals defined by the module, in order (initialisers may read imported globals only).
         WasmValue ReadGlobal(int index) => instance.GetGlobal(index);
@@ -240,6 +256,22 @@ public sealed class Instance
             Invokers.Invoke(functions[start], []);
         }
         return instance;
+    }
+
+    /// <summary>Code compiled with tracking or presence checks dereferences these maps from its first instruction.</summary>
+    private static unsafe void InstallPageMaps(CompiledModule compiled, InstanceBase state, LinearMemory? memory)
+    {
+        if (memory is null) return;
+        if (compiled.Options.DirtyTracking)
+        {
+            state.DirtyMap = new PageMap(memory.ReservedBytes);
+            state.DirtyPages = state.DirtyMap.Pointer;
+        }
+        if (compiled.Options.PresenceChecks)
+        {
+            state.PresentMap = new PageMap(memory.ReservedBytes);
+            state.PresentPages = state.PresentMap.Pointer;
+        }
     }
 
     private static List<(Import, object)> ResolveImports(Module module, IImportResolver? imports)

@@ -40,6 +40,10 @@ public abstract class InstanceBase
     /// <summary>Dirty-page map written by compiled stores when the module was compiled with write tracking.</summary>
     public unsafe byte* DirtyPages;
 
+    /// <summary>The maps behind <see cref="DirtyPages"/> and <see cref="PresentPages"/>, kept alive with the instance.</summary>
+    public PageMap? DirtyMap { get; internal set; }
+    public PageMap? PresentMap { get; internal set; }
+
     /// <summary>
     /// Present-page map (1 = the 4 KiB page's contents are here) tested by code compiled with presence checks.
     /// Installed before such code runs and never freed while the instance lives (compiled code caches it).

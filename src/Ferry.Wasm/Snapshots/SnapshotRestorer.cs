@@ -18,49 +18,11 @@ public static class SnapshotRestorer
             throw new SnapshotFormatException(
                 $"snapshot belongs to module {Convert.ToHexStringLower(h.ModuleSha256)[..16]}…, not {ModuleIdentity.Hex(module)[..16]}… ({h.ModuleName})");
         }
-        if (h.Globals.Length != module.GlobalTypes.Length) throw new SnapshotFormatException("snapshot globals do not match the module");
-        if (h.Tables.Length != module.Tables.Length) throw new SnapshotFormatException("snapshot tables do not match the module");
-        if (h.DroppedData.Length != module.Data.Length || h.DroppedElements.Length != module.Elements.Length)
-        {
-            throw new SnapshotFormatException("snapshot segments do not match the module");
-        }
         if ((h.Memory is null) != (module.Memories.Length == 0)) throw new SnapshotFormatException("snapshot memory does not match the module");
 
         options = (options ?? InstanceOptions.Default) with { RunStart = false, InitializeSegments = false };
         var instance = Instance.Instantiate(compiled, imports, options);
-        var state = instance.State;
-
-        for (var i = 0; i < h.Globals.Length; i++)
-        {
-            var v = StateCodec.Resolve(h.Globals[i], instance);
-            if (v.Type != module.GlobalTypes[i].Type) throw new SnapshotFormatException($"snapshot global {i} has the wrong type");
-            instance.SetGlobal(i, v);
-        }
-        for (var i = 0; i < h.Tables.Length; i++)
-        {
-            var image = h.Tables[i];
-            var table = state.Tables[i];
-            if (image.ElementType != table.ElementType) throw new SnapshotFormatException($"snapshot table {i} has the wrong type");
-            if (image.Elements.Length > table.Size && table.Grow((uint)(image.Elements.Length - table.Size), null) < 0)
-            {
-                throw new SnapshotFormatException($"snapshot table {i} is larger than the module allows");
-            }
-            for (var k = 0; k < image.Elements.Length; k++)
-            {
-                var fi = image.Elements[k];
-                if (fi >= state.Functions.Length) throw new SnapshotFormatException($"snapshot table {i} names function {fi}, which does not exist");
-                table.Elements[k] = fi < 0 ? null : state.Functions[fi];
-            }
-        }
-        // Passive segments survive unless the snapshot says they were dropped; active ones were applied long ago.
-        for (var i = 0; i < h.DroppedData.Length; i++)
-        {
-            state.DataSegments[i] = h.DroppedData[i] || module.Data[i].Mode == SegmentMode.Active ? null : module.Data[i].Bytes.ToArray();
-        }
-        for (var i = 0; i < h.DroppedElements.Length; i++)
-        {
-            if (h.DroppedElements[i]) state.ElementSegments[i] = null;
-        }
+        InstanceStateApplier.Apply(instance, h.Globals, h.Tables, h.DroppedData, h.DroppedElements);
 
         if (h.Memory is { } image2)
         {
@@ -81,5 +43,52 @@ public static class SnapshotRestorer
         }
         reader.Finish();
         return new RestoredInstance(instance, StateCodec.ResolveFrames(h.Frames, instance), h.Wasi, h.Metadata);
+    }
+}
+
+/// <summary>Puts saved globals, tables and segment flags into a freshly instantiated (not started) instance.</summary>
+public static class InstanceStateApplier
+{
+    public static void Apply(Instance instance, WasmValue[] globals, StateCodec.TableImage[] tables, bool[] droppedData, bool[] droppedElements)
+    {
+        var module = instance.Module;
+        var state = instance.State;
+        if (globals.Length != module.GlobalTypes.Length) throw new SnapshotFormatException("saved globals do not match the module");
+        if (tables.Length != module.Tables.Length) throw new SnapshotFormatException("saved tables do not match the module");
+        if (droppedData.Length != module.Data.Length || droppedElements.Length != module.Elements.Length)
+        {
+            throw new SnapshotFormatException("saved segments do not match the module");
+        }
+        for (var i = 0; i < globals.Length; i++)
+        {
+            var v = StateCodec.Resolve(globals[i], instance);
+            if (v.Type != module.GlobalTypes[i].Type) throw new SnapshotFormatException($"saved global {i} has the wrong type");
+            instance.SetGlobal(i, v);
+        }
+        for (var i = 0; i < tables.Length; i++)
+        {
+            var image = tables[i];
+            var table = state.Tables[i];
+            if (image.ElementType != table.ElementType) throw new SnapshotFormatException($"saved table {i} has the wrong type");
+            if (image.Elements.Length > table.Size && table.Grow((uint)(image.Elements.Length - table.Size), null) < 0)
+            {
+                throw new SnapshotFormatException($"saved table {i} is larger than the module allows");
+            }
+            for (var k = 0; k < image.Elements.Length; k++)
+            {
+                var fi = image.Elements[k];
+                if (fi >= state.Functions.Length) throw new SnapshotFormatException($"saved table {i} names function {fi}, which does not exist");
+                table.Elements[k] = fi < 0 ? null : state.Functions[fi];
+            }
+        }
+        // Passive segments survive unless they were dropped; active ones were applied when the program started.
+        for (var i = 0; i < droppedData.Length; i++)
+        {
+            state.DataSegments[i] = droppedData[i] || module.Data[i].Mode == SegmentMode.Active ? null : module.Data[i].Bytes.ToArray();
+        }
+        for (var i = 0; i < droppedElements.Length; i++)
+        {
+            if (droppedElements[i]) state.ElementSegments[i] = null;
+        }
     }
 }

@@ -1,0 +1,193 @@
+using System.Buffers;
+using Ferry.Enclave.Runtime;
+using Ferry.Wasm;
+using Ferry.Wasm.Compilation;
+using Ferry.Wasm.Runtime;
+using Ferry.Wasm.Snapshots;
+
+namespace Ferry.Enclave.Migration;
+
+/// <summary>What the destination learned from the final state record.</summary>
+public sealed record ArrivedState(long FrozenAtUnixNanos, int FinalRound, ulong MemoryBytes, ulong Epoch, int Frames, bool PostCopy);
+
+/// <summary>
+/// The destination enclave's half of a migration: checks and applies protected page batches and the final
+/// state, then builds the guest and starts it. Batches from different streams may arrive interleaved and
+/// out of order across streams; within a stream the sequence numbers must be consecutive, and a page is only
+/// overwritten by a batch of the same or a later round, so an older copy can never replace a newer one.
+/// </summary>
+public sealed class EnclaveDestination : IDisposable
+{
+    private readonly Module module;
+    private readonly CompiledModule compiled;
+    private readonly InstanceOptions instanceOptions;
+    private readonly Func<byte[], IGuestEnvironment> environmentFactory;
+    private readonly IRecordProtector protector;
+    private readonly long[] received;
+    private readonly object gate = new();
+    private readonly LinearMemory? memory;
+    private byte[] pageRound = [];
+    private GuestProgram? program;
+    private FrameRecord[]? frames;
+    private long pagesApplied;
+
+    public EnclaveDestination(Module module, CompileOptions compile, InstanceOptions instanceOptions,
+        Func<byte[], IGuestEnvironment> environmentFactory, IRecordProtector protector, int streams)
+    {
+        this.module = module;
+        this.instanceOptions = instanceOptions;
+        this.environmentFactory = environmentFactory;
+        this.protector = protector;
+        received = new long[streams];
+        compiled = ModuleCompiler.Compile(module, compile);
+        if (module.Memories.Length > 0 && module.ImportedMemoryCount == 0)
+        {
+            var mt = module.Memories[0];
+            ulong? max = mt.Limits.Max;
+            if (instanceOptions.MaxMemoryBytes is { } cap) max = Math.Min(max ?? ulong.MaxValue, cap / MemoryType.PageSize);
+            memory = new LinearMemory(mt.Limits.Min, max, mt.Is64, instanceOptions.ReserveCapBytes);
+        }
+    }
+
+    /// <summary>The memory being filled (before the guest exists).</summary>
+    public LinearMemory? Memory => memory;
+
+    public long PagesApplied => Interlocked.Read(ref pagesApplied);
+
+    public GuestProgram? Program => program;
+
+    private void EnsureSize(ulong bytes)
+    {
+        if (memory is null)
+        {
+            if (bytes > 0) throw new MigrationIntegrityException("pages arrived for a module without memory");
+            return;
+        }
+        if (bytes > memory.Size)
+        {
+            if (bytes % MemoryType.PageSize != 0 || memory.Grow((bytes - memory.Size) / MemoryType.PageSize) < 0)
+            {
+                throw new MigrationIntegrityException($"the source's memory of {bytes} bytes does not fit here (limit {memory.MaxPages} pages)");
+            }
+        }
+        var pages = (long)(memory.Size / MigrationRecords.PageSize);
+        if (pageRound.Length < pages) Array.Resize(ref pageRound, (int)pages);
+    }
+
+    /// <summary>Checks and applies one page batch that arrived on <paramref name="stream"/>.</summary>
+    public unsafe void ApplyBatch(int stream, ReadOnlySpan<byte> record)
+    {
+        if ((uint)stream >= (uint)received.Length) throw new MigrationIntegrityException($"batch on unknown stream {stream}");
+        var plain = ArrayPool<byte>.Shared.Rent(record.Length);
+        try
+        {
+            lock (gate)
+            {
+                var n = protector.Open(new RecordContext(MigrationRecordKind.PageBatch, stream, received[stream]), record, plain);
+                received[stream]++;
+                var batch = new MigrationRecords.Batch(plain.AsSpan(0, n));
+                if (batch.Round is < 0 or > 250) throw new MigrationIntegrityException($"batch claims round {batch.Round}");
+                EnsureSize(batch.MemoryBytes);
+                var pages = pageRound.Length;
+                var stamp = (byte)(batch.Round + 1);
+                for (var i = 0; i < batch.Count; i++)
+                {
+                    var p = batch.Page(i);
+                    if ((ulong)p >= (ulong)pages) throw new MigrationIntegrityException($"batch page {p} lies outside memory");
+                    if (pageRound[p] > stamp) continue;
+                    pageRound[p] = stamp;
+                    batch.Data(i).CopyTo(new Span<byte>(memory!.Base + p * MigrationRecords.PageSize, MigrationRecords.PageSize));
+                }
+                for (var i = 0; i < batch.ZeroCount; i++)
+                {
+                    var p = batch.ZeroPage(i);
+                    if ((ulong)p >= (ulong)pages) throw new MigrationIntegrityException($"batch page {p} lies outside memory");
+                    if (pageRound[p] > stamp) continue;
+                    pageRound[p] = stamp;
+                    new Span<byte>(memory!.Base + p * MigrationRecords.PageSize, MigrationRecords.PageSize).Clear();
+                }
+                pagesApplied += batch.Count + batch.ZeroCount;
+            }
+            BatchApplied?.Invoke();
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(plain);
+        }
+    }
+
+    /// <summary>Batches received so far on each stream.</summary>
+    public long[] BatchesReceived
+    {
+        get
+        {
+            lock (gate) return (long[])received.Clone();
+        }
+    }
+
+    /// <summary>Signalled after every applied batch (drivers wait on it for the counts a state record announces).</summary>
+    public event Action? BatchApplied;
+
+    /// <summary>Checks and decodes the final state record; the guest is built by <see cref="CompleteState"/>.</summary>
+    public MigrationRecords.StateRecord OpenState(ReadOnlySpan<byte> record)
+    {
+        lock (gate)
+        {
+            var plain = new byte[record.Length];
+            var n = protector.Open(new RecordContext(MigrationRecordKind.State, 0, received[0]), record, plain);
+            received[0]++;
+            var state = MigrationRecords.DecodeState(plain.AsSpan(0, n));
+            if (!state.ModuleSha256.AsSpan().SequenceEqual(ModuleIdentity.Sha256(module)))
+            {
+                throw new MigrationIntegrityException("the state belongs to another module");
+            }
+            if (state.BatchesPerStream.Length != received.Length) throw new MigrationIntegrityException("stream count mismatch");
+            return state;
+        }
+    }
+
+    /// <summary>
+    /// Verifies every batch the state announces has arrived (none missing, none extra), then builds the guest
+    /// (not yet running). With <paramref name="postCopy"/> the pages the state lists as pending may still arrive.
+    /// </summary>
+    public ArrivedState CompleteState(MigrationRecords.StateRecord state)
+    {
+        lock (gate)
+        {
+            for (var s = 1; s < received.Length; s++)
+            {
+                if (state.BatchesPerStream[s] != received[s])
+                {
+                    throw new MigrationIntegrityException($"stream {s}: {state.BatchesPerStream[s]} batches were sent, {received[s]} arrived");
+                }
+            }
+            EnsureSize(state.MemoryBytes);
+        }
+
+        var environment = environmentFactory(state.Environment);
+        var linker = new Linker();
+        environment.Define(linker);
+        var instance = Instance.Instantiate(compiled, linker,
+            instanceOptions with { RunStart = false, InitializeSegments = false, AdoptMemory = memory });
+        environment.Bind(instance);
+        InstanceStateApplier.Apply(instance, state.Globals, state.Tables, state.DroppedData, state.DroppedElements);
+        frames = StateCodec.ResolveFrames(state.Frames, instance);
+        program = new GuestProgram(instance, environment);
+        return new ArrivedState(state.FrozenAtUnixNanos, state.FinalRound, state.MemoryBytes, state.Epoch, state.Frames.Length, state.PendingPages is not null);
+    }
+
+    /// <summary>Starts the guest where it stopped on the source; returns the time of its first instruction here.</summary>
+    public long Start()
+    {
+        var p = program ?? throw new InvalidOperationException("apply the state first");
+        var at = GuestProgram.UnixNanosNow();
+        p.StartFrom(frames!);
+        return at;
+    }
+
+    public void Dispose()
+    {
+        if (program is null) memory?.Dispose();
+        else program.Dispose();
+    }
+}

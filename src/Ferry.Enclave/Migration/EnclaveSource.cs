@@ -1,0 +1,154 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using Ferry.Enclave.Runtime;
+using Ferry.Wasm.Snapshots;
+
+namespace Ferry.Enclave.Migration;
+
+/// <summary>
+/// The source enclave's half of a migration: the only code that reads the guest's memory and state. It hands the
+/// untrusted migration driver nothing but protected records (see <see cref="IRecordProtector"/>).
+/// Batches may be sealed concurrently for different streams; each stream has its own sequence numbers.
+/// </summary>
+public sealed class EnclaveSource
+{
+    private readonly GuestProgram program;
+    private readonly IRecordProtector protector;
+    private readonly long[] sequences;
+    private FrozenGuest? frozen;
+
+    public EnclaveSource(GuestProgram program, IRecordProtector protector, int streams)
+    {
+        this.program = program;
+        this.protector = protector;
+        sequences = new long[streams];
+    }
+
+    public GuestProgram Program => program;
+
+    public ulong MemoryBytes => program.Instance.Memory?.Size ?? 0;
+
+    public long PageCount => (long)(MemoryBytes / MigrationRecords.PageSize);
+
+    /// <summary>Batches sealed so far on each stream.</summary>
+    public long[] BatchesSent
+    {
+        get
+        {
+            lock (sequences) return (long[])sequences.Clone();
+        }
+    }
+
+    /// <summary>Every page whose contents are not all zero (the first pre-copy round, or stop-and-copy).</summary>
+    public unsafe void NonZeroPages(List<long> pages)
+    {
+        var memory = program.Instance.Memory;
+        if (memory is null) return;
+        var count = (long)(memory.Size / MigrationRecords.PageSize);
+        for (long p = 0; p < count; p++)
+        {
+            if (!IsZero(memory.Base + p * MigrationRecords.PageSize)) pages.Add(p);
+        }
+    }
+
+    private static unsafe bool IsZero(byte* page) => new ReadOnlySpan<byte>(page, MigrationRecords.PageSize).IndexOfAnyExcept((byte)0) < 0;
+
+    /// <summary>Upper bound on the protected size of a batch of <paramref name="pages"/> pages.</summary>
+    public int MaxRecordBytes(int pages) => MigrationRecords.BatchPlaintextBytes(pages, 0) + protector.Overhead;
+
+    /// <summary>Reads, encodes and protects a batch of pages for <paramref name="stream"/>; returns the record length.</summary>
+    public unsafe int SealBatch(ReadOnlySpan<long> pages, int round, int stream, Span<byte> output)
+    {
+        var memory = program.Instance.Memory!;
+        var size = memory.Size;
+        var dataPages = ArrayPool<long>.Shared.Rent(Math.Max(1, pages.Length));
+        var zeroPages = ArrayPool<long>.Shared.Rent(Math.Max(1, pages.Length));
+        byte[]? plain = null;
+        try
+        {
+            // Pages that are all zero now travel as indices only.
+            int data = 0, zeros = 0;
+            foreach (var p in pages)
+            {
+                var at = (ulong)p * MigrationRecords.PageSize;
+                if (at >= size || IsZero(memory.Base + at)) zeroPages[zeros++] = p;
+                else dataPages[data++] = p;
+            }
+            var length = MigrationRecords.BatchPlaintextBytes(data, zeros);
+            plain = ArrayPool<byte>.Shared.Rent(length);
+            var span = plain.AsSpan(0, length);
+            BinaryPrimitives.WriteInt32LittleEndian(span, round);
+            BinaryPrimitives.WriteInt32LittleEndian(span[4..], data);
+            BinaryPrimitives.WriteInt32LittleEndian(span[8..], zeros);
+            BinaryPrimitives.WriteUInt64LittleEndian(span[12..], size);
+            var at8 = MigrationRecords.BatchHeaderBytes;
+            for (var i = 0; i < data; i++, at8 += 8) BinaryPrimitives.WriteInt64LittleEndian(span[at8..], dataPages[i]);
+            for (var i = 0; i < zeros; i++, at8 += 8) BinaryPrimitives.WriteInt64LittleEndian(span[at8..], zeroPages[i]);
+            for (var i = 0; i < data; i++)
+            {
+                new ReadOnlySpan<byte>(memory.Base + (ulong)dataPages[i] * MigrationRecords.PageSize, MigrationRecords.PageSize)
+                    .CopyTo(span[(at8 + i * MigrationRecords.PageSize)..]);
+            }
+            long seq;
+            lock (sequences) seq = sequences[stream]++;
+            return protector.Protect(new RecordContext(MigrationRecordKind.PageBatch, stream, seq), span, output);
+        }
+        finally
+        {
+            ArrayPool<long>.Shared.Return(dataPages);
+            ArrayPool<long>.Shared.Return(zeroPages);
+            if (plain is not null) ArrayPool<byte>.Shared.Return(plain);
+        }
+    }
+
+    /// <summary>Stops the guest at its next safe point (it stays frozen until <see cref="Unfreeze"/> or <see cref="Retire"/>).</summary>
+    public async Task<FrozenGuest> FreezeAsync()
+    {
+        frozen = await program.FreezeAsync().ConfigureAwait(false);
+        return frozen;
+    }
+
+    /// <summary>The final state record (frames, globals, tables, environment), protected for the control stream.</summary>
+    public byte[] SealState(int finalRound, byte[]? pendingPages, ulong epoch)
+    {
+        var f = frozen ?? throw new InvalidOperationException("freeze the guest first");
+        var instance = program.Instance;
+        var record = new MigrationRecords.StateRecord
+        {
+            FrozenAtUnixNanos = f.FrozenAtUnixNanos,
+            FinalRound = finalRound,
+            BatchesPerStream = BatchesSent,
+            ModuleSha256 = ModuleIdentity.Sha256(instance.Module),
+            Globals = [],
+            Tables = [],
+            DroppedData = [],
+            DroppedElements = [],
+            Frames = [.. f.Frames],
+            MemoryBytes = MemoryBytes,
+            PendingPages = pendingPages,
+            Environment = program.Environment.CaptureState(),
+            Epoch = epoch,
+        };
+        var plain = MigrationRecords.EncodeState(record, instance);
+        var output = new byte[plain.Length + protector.Overhead];
+        long seq;
+        lock (sequences) seq = sequences[0]++;
+        var n = protector.Protect(new RecordContext(MigrationRecordKind.State, 0, seq), plain, output);
+        return output[..n];
+    }
+
+    /// <summary>The migration failed before commit: the guest continues here as if nothing happened.</summary>
+    public void Unfreeze()
+    {
+        if (frozen is null) return;
+        frozen = null;
+        program.Unfreeze();
+    }
+
+    /// <summary>The migration committed: the guest never runs here again.</summary>
+    public void Retire()
+    {
+        frozen = null;
+        program.Retire();
+    }
+}

@@ -1,0 +1,48 @@
+using System.Text.Json.Serialization;
+using Ferry.Migration.Protocol;
+
+namespace Ferry.Migration;
+
+/// <summary>One round of page transfer.</summary>
+public sealed record RoundReport(int Round, long Pages, long Bytes, double Milliseconds, bool GuestRunning);
+
+/// <summary>Latency distribution of post-copy faults (pages the destination had to ask for).</summary>
+public sealed record FaultLatency(long Count, double MinMs, double MedianMs, double P99Ms, double MaxMs);
+
+/// <summary>Everything measured about one migration (reported by `ferry migrate --json` and the agents).</summary>
+public sealed record MigrationReport
+{
+    public required string MigrationId { get; init; }
+    [JsonConverter(typeof(JsonStringEnumConverter<Strategy>))]
+    public required Strategy Strategy { get; init; }
+    [JsonConverter(typeof(JsonStringEnumConverter<TrackingMethod>))]
+    public required TrackingMethod Tracking { get; init; }
+    public required bool Succeeded { get; init; }
+    public string? Error { get; init; }
+    public ulong MemoryBytes { get; init; }
+    public double TotalMs { get; init; }
+    /// <summary>Last guest instruction on the source to first on the destination, from the runtimes' clocks.</summary>
+    public double DowntimeMs { get; init; }
+    /// <summary>From the freeze request to the guest stopping at a safe point.</summary>
+    public double FreezeLatencyMs { get; init; }
+    public long BytesSent { get; init; }
+    public long PagesSent { get; init; }
+    /// <summary>Pages sent more than once (dirtied again after a round).</summary>
+    public long ResentPages { get; init; }
+    public int Rounds { get; init; }
+    public double BandwidthMBps { get; init; }
+    public IReadOnlyList<RoundReport> RoundDetails { get; init; } = [];
+    public long PostCopyFaults { get; init; }
+    public FaultLatency? FaultLatency { get; init; }
+    public double PostCopyMs { get; init; }
+}
+
+/// <summary>Progress of a running migration (for progress bars and logs).</summary>
+public sealed record MigrationProgress(string Phase, int Round, long PagesSent, long PagesPlanned, long BytesSent);
+
+/// <summary>The migration failed; <see cref="SourceResumed"/> tells whether the guest continues on the source.</summary>
+public sealed class MigrationFailedException(string message, bool sourceResumed, Exception? inner = null)
+    : Exception(message, inner)
+{
+    public bool SourceResumed { get; } = sourceResumed;
+}

@@ -1,0 +1,34 @@
+namespace Ferry.Migration.Protocol;
+
+/// <summary>Migration protocol messages. Persisted on the wire: explicit, append-only values.</summary>
+public enum MessageType : ushort
+{
+    /// <summary>First frame of every stream: migration id and stream index.</summary>
+    Hello = 1,
+    /// <summary>Source → destination: the workload to expect (JSON <see cref="WorkloadSetup"/>).</summary>
+    Setup = 2,
+    /// <summary>Source → destination: a chunk of the module's bytes.</summary>
+    ModuleChunk = 3,
+    /// <summary>Destination → source: ready to receive pages (or an error).</summary>
+    SetupAck = 4,
+    /// <summary>A protected page batch.</summary>
+    PageBatch = 5,
+    /// <summary>Source → destination: the protected final state.</summary>
+    State = 7,
+    /// <summary>Destination → source: everything checked; waiting for commit.</summary>
+    Ready = 8,
+    /// <summary>Source → destination: the source will never run the guest again; start it.</summary>
+    Commit = 9,
+    /// <summary>Destination → source: the guest runs here (with the time of its first instruction).</summary>
+    Resumed = 10,
+    /// <summary>Either side: the migration is abandoned (with a reason).</summary>
+    Abort = 11,
+    /// <summary>Destination → source (post-copy): pages the guest is waiting for.</summary>
+    PageRequest = 12,
+    /// <summary>Source → destination (post-copy): every pending page has been sent (with per-stream counts).</summary>
+    PostCopyDone = 13,
+    /// <summary>Attestation handshake messages (confidential workloads).</summary>
+    Handshake = 14,
+    /// <summary>Destination → source (post-copy): every page arrived; the source may go.</summary>
+    Complete = 15,
+}

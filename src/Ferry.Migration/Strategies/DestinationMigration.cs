@@ -1,0 +1,204 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using Ferry.Enclave.Migration;
+using Ferry.Migration.Protocol;
+
+namespace Ferry.Migration.Strategies;
+
+/// <summary>Where a destination is in its migration (reported to its agent, which answers the source's questions).</summary>
+public enum DestinationPhase
+{
+    Receiving,
+    Ready,
+    Running,
+    Failed,
+}
+
+/// <summary>What the destination side produced: the enclave (with its running guest) and its own measurements.</summary>
+public sealed record DestinationResult(EnclaveDestination Enclave, WorkloadSetup Setup, long ResumedAtUnixNanos, ArrivedState State);
+
+/// <summary>
+/// The destination side of a migration: accepts the streams, checks and applies everything through the enclave,
+/// and starts the guest only after the source's commit. Any failure before that discards everything.
+/// </summary>
+public sealed class DestinationMigration
+{
+    private readonly Func<WorkloadSetup, ReadOnlyMemory<byte>, EnclaveDestination> createEnclave;
+    private readonly Action<DestinationPhase, string?>? onPhase;
+    private readonly TimeSpan peerTimeout;
+
+    public DestinationMigration(Func<WorkloadSetup, ReadOnlyMemory<byte>, EnclaveDestination> createEnclave,
+        Action<DestinationPhase, string?>? onPhase = null, TimeSpan? peerTimeout = null)
+    {
+        this.createEnclave = createEnclave;
+        this.onPhase = onPhase;
+        this.peerTimeout = peerTimeout ?? TimeSpan.FromSeconds(60);
+    }
+
+    /// <summary>
+    /// Runs the destination side. Returns once the guest runs here (for post-copy, pages may still be arriving;
+    /// <paramref name="postCopyDone"/> completes when every page is here).
+    /// </summary>
+    public async Task<DestinationResult> RunAsync(Stream[] rawStreams, CancellationToken ct, Action<Task>? postCopyDone = null)
+    {
+        var frames = rawStreams.Select(s => new FrameStream(s)).ToArray();
+        EnclaveDestination? enclave = null;
+        var started = false;
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        try
+        {
+            var streams = await OrderStreamsAsync(frames, linked.Token).ConfigureAwait(false);
+            var control = streams[0];
+            WorkloadSetup setup;
+            using (var f = await control.ExpectAsync(MessageType.Setup, linked.Token).ConfigureAwait(false)) setup = Messages.ParseSetup(f.Payload);
+            if (setup.Streams != streams.Length) throw new ProtocolException($"setup names {setup.Streams} streams, {streams.Length} connected");
+            if (setup.ModuleBytes is < 8 or > 1L << 30) throw new ProtocolException("implausible module size");
+            var module = new byte[setup.ModuleBytes];
+            for (var got = 0; got < module.Length;)
+            {
+                using var f = await control.ExpectAsync(MessageType.ModuleChunk, linked.Token).ConfigureAwait(false);
+                if (f.Length > module.Length - got) throw new ProtocolException("module longer than announced");
+                f.Payload.CopyTo(module.AsSpan(got));
+                got += f.Length;
+            }
+            if (!Convert.ToHexStringLower(SHA256.HashData(module)).Equals(setup.ModuleSha256, StringComparison.Ordinal))
+            {
+                throw new ProtocolException("the module does not match its announced SHA-256");
+            }
+            enclave = createEnclave(setup, module);
+            var applied = new SemaphoreSlim(0);
+            enclave.BatchApplied += () => applied.Release();
+            await control.WriteAsync(MessageType.SetupAck, Array.Empty<byte>(), linked.Token).ConfigureAwait(false);
+
+            // Page streams: apply every batch as it comes.
+            var receivers = new List<Task>();
+            for (var s = 1; s < streams.Length; s++) receivers.Add(ReceiveBatchesAsync(streams[s], s, enclave, linked.Token));
+            var receiversFailed = Task.WhenAll(receivers);
+
+            // Control stream until the state arrives (post-copy batches may come on it later).
+            MigrationRecords.StateRecord stateRecord;
+            while (true)
+            {
+                var f = await ReadOrFailAsync(control, receiversFailed, linked.Token).ConfigureAwait(false);
+                using (f)
+                {
+                    if (f.Type == MessageType.State)
+                    {
+                        stateRecord = enclave.OpenState(f.Payload);
+                        break;
+                    }
+                    if (f.Type == MessageType.PageBatch)
+                    {
+                        enclave.ApplyBatch(0, f.Payload);
+                        continue;
+                    }
+                    if (f.Type == MessageType.Abort) throw new MigrationAbortedException(System.Text.Encoding.UTF8.GetString(f.Payload));
+                    throw new ProtocolException($"unexpected {f.Type} before the state");
+                }
+            }
+            // The state says how many batches each stream carried; wait for the stragglers.
+            var deadline = Stopwatch.StartNew();
+            while (!Enumerable.Range(1, streams.Length - 1).All(s => enclave.BatchesReceived[s] >= stateRecord.BatchesPerStream[s]))
+            {
+                if (receiversFailed.IsFaulted) await receiversFailed.ConfigureAwait(false);
+                if (deadline.Elapsed > peerTimeout) break; // CompleteState reports exactly what is missing
+                await applied.WaitAsync(TimeSpan.FromMilliseconds(100), linked.Token).ConfigureAwait(false);
+            }
+            var arrived = enclave.CompleteState(stateRecord);
+            onPhase?.Invoke(DestinationPhase.Ready, null);
+            await control.WriteAsync(MessageType.Ready, Array.Empty<byte>(), linked.Token).ConfigureAwait(false);
+            using (var f = await ReadOrFailAsync(control, receiversFailed, linked.Token).ConfigureAwait(false))
+            {
+                if (f.Type == MessageType.Abort) throw new MigrationAbortedException(System.Text.Encoding.UTF8.GetString(f.Payload));
+                if (f.Type != MessageType.Commit) throw new ProtocolException($"expected Commit, got {f.Type}");
+            }
+
+            // Committed: the source never runs the guest again. Start it here, whatever happens to the streams.
+            var resumedAt = enclave.Start();
+            started = true;
+            onPhase?.Invoke(DestinationPhase.Running, null);
+            try
+            {
+                await control.WriteAsync(MessageType.Resumed, Messages.Int64(resumedAt), linked.Token).ConfigureAwait(false);
+            }
+            catch (Exception)
+            {
+                // The source learns the outcome from this side's agent instead.
+            }
+            if (!arrived.PostCopy)
+            {
+                await DrainAsync(streams, receivers).ConfigureAwait(false);
+            }
+            return new DestinationResult(enclave, setup, resumedAt, arrived);
+        }
+        catch (Exception e) when (!started)
+        {
+            onPhase?.Invoke(DestinationPhase.Failed, e.Message);
+            try
+            {
+                if (frames.Length > 0)
+                {
+                    using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+                    await frames[0].WriteAsync(MessageType.Abort, Messages.Text(e.Message), cts.Token).ConfigureAwait(false);
+                }
+            }
+            catch (Exception)
+            {
+            }
+            await linked.CancelAsync().ConfigureAwait(false);
+            enclave?.Dispose();
+            foreach (var f in frames) await f.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private static async Task<FrameStream[]> OrderStreamsAsync(FrameStream[] frames, CancellationToken ct)
+    {
+        var ordered = new FrameStream[frames.Length];
+        Guid? migration = null;
+        foreach (var f in frames)
+        {
+            using var hello = await f.ExpectAsync(MessageType.Hello, ct).ConfigureAwait(false);
+            var (id, index) = Messages.ParseHello(hello.Payload);
+            if (migration is { } m && m != id) throw new ProtocolException("streams of different migrations");
+            migration = id;
+            if ((uint)index >= (uint)frames.Length || ordered[index] is not null) throw new ProtocolException($"bad stream index {index}");
+            ordered[index] = f;
+        }
+        return ordered;
+    }
+
+    private static async Task ReceiveBatchesAsync(FrameStream stream, int index, EnclaveDestination enclave, CancellationToken ct)
+    {
+        while (true)
+        {
+            using var f = await stream.ReadAsync(ct).ConfigureAwait(false);
+            if (f is null) return;
+            if (f.Type != MessageType.PageBatch) throw new ProtocolException($"unexpected {f.Type} on page stream {index}");
+            enclave.ApplyBatch(index, f.Payload);
+        }
+    }
+
+    private async Task<Frame> ReadOrFailAsync(FrameStream control, Task receivers, CancellationToken ct)
+    {
+        var read = control.ReadAsync(ct).AsTask();
+        var timeout = Task.Delay(peerTimeout, ct);
+        var done = await Task.WhenAny(read, receivers, timeout).ConfigureAwait(false);
+        if (done == receivers && receivers.IsFaulted) await receivers.ConfigureAwait(false);
+        if (done == timeout) throw new TimeoutException($"the source sent nothing for {peerTimeout.TotalSeconds:0} s");
+        return await read.ConfigureAwait(false) ?? throw new ProtocolException("the source closed the control stream");
+    }
+
+    private static async Task DrainAsync(FrameStream[] streams, List<Task> receivers)
+    {
+        foreach (var s in streams) await s.DisposeAsync().ConfigureAwait(false);
+        try
+        {
+            await Task.WhenAll(receivers).ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // Streams closed under the receivers; nothing more was expected.
+        }
+    }
+}

@@ -1,0 +1,449 @@
+using System.Diagnostics;
+using System.Threading.Channels;
+using Ferry.Enclave.Migration;
+using Ferry.Migration.Protocol;
+using Ferry.Migration.Transport;
+
+namespace Ferry.Migration.Strategies;
+
+/// <summary>Tunables of a migration.</summary>
+public sealed record MigrationOptions
+{
+    public Strategy Strategy { get; init; } = Strategy.PreCopy;
+    public TrackingMethod Tracking { get; init; } = TrackingMethod.Compiler;
+    /// <summary>Parallel page streams (besides the control stream).</summary>
+    public int Streams { get; init; } = 4;
+    /// <summary>Pre-copy stops iterating once the remaining dirty pages fit this at the measured bandwidth.</summary>
+    public TimeSpan DowntimeTarget { get; init; } = TimeSpan.FromMilliseconds(20);
+    public int MaxRounds { get; init; } = 30;
+    /// <summary>Pages per batch record (256 × 4 KiB = 1 MiB).</summary>
+    public int BatchPages { get; init; } = 256;
+    public TimeSpan FreezeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    public TimeSpan PeerTimeout { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>Migration epoch sealed into the state (anti-rollback, confidential workloads).</summary>
+    public ulong Epoch { get; init; }
+    /// <summary>
+    /// After commit, if the destination's acknowledgement is lost: asks the destination (out of band, e.g. its
+    /// agent) whether the guest runs there. True = it runs; false = it does not and never will.
+    /// </summary>
+    public Func<Guid, CancellationToken, Task<bool>>? ConfirmDestinationRunning { get; init; }
+    /// <summary>May the source resume if, after commit, the destination is known not to run the guest? (No for confidential workloads: that would be a rollback.)</summary>
+    public bool ResumeAfterFailedCommit { get; init; } = true;
+}
+
+/// <summary>
+/// The source side of a migration: drives the strategy over the streams using only sealed records from the
+/// enclave. Before commit, every failure unfreezes the guest on the source (it continues as if nothing happened).
+/// </summary>
+public sealed class SourceMigration
+{
+    private readonly EnclaveSource enclave;
+    private readonly Func<IPageTracker>? trackerFactory;
+    private readonly MigrationOptions options;
+    private readonly IProgress<MigrationProgress>? progress;
+    private readonly List<RoundReport> rounds = [];
+    private FrameStream[] streams = [];
+    private Guid migrationId;
+    private long pagesSent;
+    private long resent;
+    private bool frozen;
+    private bool committed;
+    private readonly TaskCompletionSource<Frame> ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<Frame> resumed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<Frame> complete = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Channel<long[]> pageRequests = Channel.CreateUnbounded<long[]>();
+    private long faults;
+
+    public SourceMigration(EnclaveSource enclave, Func<IPageTracker>? trackerFactory, MigrationOptions options, IProgress<MigrationProgress>? progress = null)
+    {
+        this.enclave = enclave;
+        this.trackerFactory = trackerFactory;
+        this.options = options;
+        this.progress = progress;
+    }
+
+    private long BytesSent => streams.Sum(s => s.BytesWritten);
+
+    public async Task<MigrationReport> RunAsync(IMigrationConnector connector, WorkloadSetup setupTemplate, ReadOnlyMemory<byte> module, CancellationToken ct)
+    {
+        var total = Stopwatch.StartNew();
+        migrationId = Guid.NewGuid();
+        IPageTracker? tracker = null;
+        FrozenGuestInfo? freeze = null;
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        Task? controlReader = null;
+        try
+        {
+            var raw = await connector.ConnectAsync(migrationId, options.Streams + 1, linked.Token).ConfigureAwait(false);
+            streams = raw.Select(s => new FrameStream(s)).ToArray();
+            for (var i = 0; i < streams.Length; i++) await streams[i].WriteAsync(MessageType.Hello, Messages.Hello(migrationId, i), linked.Token).ConfigureAwait(false);
+            var setup = setupTemplate with
+            {
+                MigrationId = migrationId.ToString(),
+                Strategy = options.Strategy,
+                Tracking = options.Tracking,
+                Streams = options.Streams + 1,
+                MemoryBytes = enclave.MemoryBytes,
+                ModuleBytes = module.Length,
+            };
+            var control = streams[0];
+            await control.WriteAsync(MessageType.Setup, Messages.Setup(setup), linked.Token).ConfigureAwait(false);
+            for (var off = 0; off < module.Length; off += 16 << 20)
+            {
+                await control.WriteAsync(MessageType.ModuleChunk, module.Slice(off, Math.Min(16 << 20, module.Length - off)), linked.Token).ConfigureAwait(false);
+            }
+            using (await control.ExpectAsync(MessageType.SetupAck, linked.Token).ConfigureAwait(false))
+            {
+            }
+            controlReader = ReadControlAsync(linked.Token);
+
+            var strategy = options.Strategy;
+            int finalRound;
+            byte[]? pending = null;
+            List<long> final;
+            if (strategy == Strategy.StopCopy)
+            {
+                freeze = await FreezeAsync().ConfigureAwait(false);
+                final = [];
+                enclave.NonZeroPages(final);
+                await SendRoundAsync(final, 0, guestRunning: false, linked.Token).ConfigureAwait(false);
+                finalRound = 0;
+            }
+            else if (strategy == Strategy.PostCopy)
+            {
+                freeze = await FreezeAsync().ConfigureAwait(false);
+                final = [];
+                enclave.NonZeroPages(final);
+                pending = Bitmap(final, enclave.PageCount);
+                finalRound = 0;
+            }
+            else
+            {
+                tracker = trackerFactory?.Invoke() ?? throw new InvalidOperationException("pre-copy needs a page tracker");
+                tracker.Start();
+                var all = new List<long>();
+                enclave.NonZeroPages(all);
+                var first = await SendRoundAsync(all, 0, guestRunning: true, linked.Token).ConfigureAwait(false);
+                var bandwidth = first.Milliseconds > 0 ? first.Bytes / first.Milliseconds : double.PositiveInfinity; // bytes per ms
+                var round = 1;
+                var dirty = new List<long>();
+                var previous = long.MaxValue;
+                var stalled = 0;
+                if (strategy == Strategy.PreCopy)
+                {
+                    while (true)
+                    {
+                        dirty.Clear();
+                        tracker.Collect(dirty);
+                        var estimateMs = dirty.Count * (double)MigrationRecords.PageSize / bandwidth;
+                        if (estimateMs <= options.DowntimeTarget.TotalMilliseconds || round >= options.MaxRounds || stalled >= 3) break;
+                        stalled = dirty.Count >= previous ? stalled + 1 : 0;
+                        previous = dirty.Count;
+                        resent += dirty.Count;
+                        var r = await SendRoundAsync(dirty, round, guestRunning: true, linked.Token).ConfigureAwait(false);
+                        if (r.Milliseconds > 0) bandwidth = Math.Max(bandwidth, r.Bytes / r.Milliseconds);
+                        round++;
+                    }
+                }
+                freeze = await FreezeAsync().ConfigureAwait(false);
+                // Pages left from the last estimate plus those written since.
+                var last = new HashSet<long>(dirty);
+                dirty.Clear();
+                tracker.Collect(dirty);
+                last.UnionWith(dirty);
+                final = [.. last.Order()];
+                resent += final.Count;
+                if (strategy == Strategy.Hybrid)
+                {
+                    pending = Bitmap(final, enclave.PageCount);
+                    finalRound = round;
+                }
+                else
+                {
+                    await SendRoundAsync(final, round, guestRunning: false, linked.Token).ConfigureAwait(false);
+                    finalRound = round;
+                }
+            }
+
+            var state = enclave.SealState(finalRound, pending, options.Epoch);
+            progress?.Report(new MigrationProgress("state", finalRound, pagesSent, pagesSent, BytesSent));
+            await control.WriteAsync(MessageType.State, state, linked.Token).ConfigureAwait(false);
+            using (await WaitAsync(ready.Task, "Ready", linked.Token).ConfigureAwait(false))
+            {
+            }
+
+            // Commit point: from here on the guest never runs on the source again (unless the destination
+            // provably never started it and resuming is allowed).
+            committed = true;
+            await control.WriteAsync(MessageType.Commit, Array.Empty<byte>(), linked.Token).ConfigureAwait(false);
+            long resumedAt;
+            using (var r = await WaitAsync(resumed.Task, "Resumed", linked.Token).ConfigureAwait(false)) resumedAt = Messages.ParseInt64(r.Payload);
+
+            double postCopyMs = 0;
+            if (pending is not null)
+            {
+                var pc = Stopwatch.StartNew();
+                await PostCopyAsync(final, finalRound + 1, linked.Token).ConfigureAwait(false);
+                postCopyMs = pc.Elapsed.TotalMilliseconds;
+            }
+            enclave.Retire();
+            var downtime = (resumedAt - freeze.FrozenAt) / 1e6;
+            var report = new MigrationReport
+            {
+                MigrationId = migrationId.ToString(),
+                Strategy = strategy,
+                Tracking = options.Tracking,
+                Succeeded = true,
+                MemoryBytes = enclave.MemoryBytes,
+                TotalMs = total.Elapsed.TotalMilliseconds,
+                DowntimeMs = downtime,
+                FreezeLatencyMs = freeze.Latency.TotalMilliseconds,
+                BytesSent = BytesSent,
+                PagesSent = pagesSent,
+                ResentPages = resent,
+                Rounds = rounds.Count,
+                BandwidthMBps = BandwidthMBps(),
+                RoundDetails = rounds,
+                PostCopyFaults = Interlocked.Read(ref faults),
+                PostCopyMs = postCopyMs,
+            };
+            await linked.CancelAsync().ConfigureAwait(false);
+            await CloseAsync().ConfigureAwait(false);
+            return report;
+        }
+        catch (Exception e) when (e is not MigrationFailedException)
+        {
+            await linked.CancelAsync().ConfigureAwait(false);
+            var resumedHere = await HandleFailureAsync(e, ct).ConfigureAwait(false);
+            await CloseAsync().ConfigureAwait(false);
+            throw new MigrationFailedException(
+                resumedHere ? $"migration failed; the workload continues on the source: {e.Message}" : $"migration failed after commit: {e.Message}",
+                resumedHere, e);
+        }
+        finally
+        {
+            tracker?.Dispose();
+            if (controlReader is not null)
+            {
+                try
+                {
+                    await controlReader.ConfigureAwait(false);
+                }
+                catch (Exception)
+                {
+                    // Its failure, if any, was observed through the waits above.
+                }
+            }
+        }
+    }
+
+    private double BandwidthMBps()
+    {
+        var running = rounds.Where(r => r.Milliseconds > 0).ToList();
+        if (running.Count == 0) return 0;
+        return running.Sum(r => r.Bytes) / running.Sum(r => r.Milliseconds) * 1000 / (1 << 20);
+    }
+
+    private sealed record FrozenGuestInfo(long FrozenAt, TimeSpan Latency);
+
+    private async Task<FrozenGuestInfo> FreezeAsync()
+    {
+        var task = enclave.FreezeAsync();
+        if (await Task.WhenAny(task, Task.Delay(options.FreezeTimeout)).ConfigureAwait(false) != task)
+        {
+            throw new TimeoutException($"the guest did not reach a safe point within {options.FreezeTimeout.TotalSeconds:0} s");
+        }
+        var f = await task.ConfigureAwait(false);
+        frozen = true;
+        return new FrozenGuestInfo(f.FrozenAtUnixNanos, f.FreezeLatency);
+    }
+
+    private static byte[] Bitmap(List<long> pages, long pageCount)
+    {
+        var b = new byte[(pageCount + 7) / 8];
+        foreach (var p in pages) b[p >> 3] |= (byte)(1 << (int)(p & 7));
+        return b;
+    }
+
+    /// <summary>Sends pages as batches spread over the page streams, in parallel.</summary>
+    private async Task<RoundReport> SendRoundAsync(List<long> pages, int round, bool guestRunning, CancellationToken ct)
+    {
+        var sw = Stopwatch.StartNew();
+        var before = BytesSent;
+        var batches = Channel.CreateBounded<(int Start, int Count)>(options.Streams * 4);
+        var workers = new Task[options.Streams];
+        for (var s = 0; s < options.Streams; s++)
+        {
+            var stream = s + 1;
+            workers[s] = Task.Run(async () =>
+            {
+                var buffer = new byte[enclave.MaxRecordBytes(options.BatchPages)];
+                await foreach (var (start, count) in batches.Reader.ReadAllAsync(ct).ConfigureAwait(false))
+                {
+                    var n = enclave.SealBatch(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(pages).Slice(start, count), round, stream, buffer);
+                    await streams[stream].WriteAsync(MessageType.PageBatch, buffer.AsMemory(0, n), ct).ConfigureAwait(false);
+                    Interlocked.Add(ref pagesSent, count);
+                }
+            }, ct);
+        }
+        try
+        {
+            for (var i = 0; i < pages.Count; i += options.BatchPages)
+            {
+                await batches.Writer.WriteAsync((i, Math.Min(options.BatchPages, pages.Count - i)), ct).ConfigureAwait(false);
+                progress?.Report(new MigrationProgress(guestRunning ? "pre-copy" : "final", round, Interlocked.Read(ref pagesSent), pages.Count, BytesSent));
+            }
+        }
+        finally
+        {
+            batches.Writer.TryComplete();
+        }
+        await Task.WhenAll(workers).ConfigureAwait(false);
+        var report = new RoundReport(round, pages.Count, BytesSent - before, sw.Elapsed.TotalMilliseconds, guestRunning);
+        rounds.Add(report);
+        progress?.Report(new MigrationProgress(guestRunning ? "pre-copy" : "final", round, Interlocked.Read(ref pagesSent), pages.Count, BytesSent));
+        return report;
+    }
+
+    /// <summary>
+    /// Post-copy: the guest already runs on the destination. Push every pending page in order over the page
+    /// streams while answering the destination's requests first, on the control stream.
+    /// </summary>
+    private async Task PostCopyAsync(List<long> pendingPages, int round, CancellationToken ct)
+    {
+        var urgent = Task.Run(async () =>
+        {
+            var buffer = new byte[enclave.MaxRecordBytes(options.BatchPages)];
+            await foreach (var request in pageRequests.Reader.ReadAllAsync(ct).ConfigureAwait(false))
+            {
+                Interlocked.Increment(ref faults);
+                for (var i = 0; i < request.Length; i += options.BatchPages)
+                {
+                    var slice = request.AsSpan(i, Math.Min(options.BatchPages, request.Length - i));
+                    var n = enclave.SealBatch(slice, round, 0, buffer);
+                    await streams[0].WriteAsync(MessageType.PageBatch, buffer.AsMemory(0, n), ct).ConfigureAwait(false);
+                }
+            }
+        }, ct);
+        await SendRoundAsync(pendingPages, round, guestRunning: false, ct).ConfigureAwait(false);
+        await streams[0].WriteAsync(MessageType.PostCopyDone, Messages.Counts(enclave.BatchesSent), ct).ConfigureAwait(false);
+        using (await WaitAsync(complete.Task, "Complete", ct).ConfigureAwait(false))
+        {
+        }
+        pageRequests.Writer.TryComplete();
+        try
+        {
+            await urgent.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    /// <summary>Dispatches what the destination sends on the control stream.</summary>
+    private async Task ReadControlAsync(CancellationToken ct)
+    {
+        Exception? failure = null;
+        try
+        {
+            while (true)
+            {
+                var f = await streams[0].ReadAsync(ct).ConfigureAwait(false);
+                if (f is null)
+                {
+                    failure = new ProtocolException("the destination closed the control stream");
+                    break;
+                }
+                switch (f.Type)
+                {
+                    case MessageType.Ready: ready.TrySetResult(f); break;
+                    case MessageType.Resumed: resumed.TrySetResult(f); break;
+                    case MessageType.Complete: complete.TrySetResult(f); break;
+                    case MessageType.PageRequest:
+                        using (f) pageRequests.Writer.TryWrite(Messages.ParsePages(f.Payload));
+                        break;
+                    case MessageType.Abort:
+                        using (f) failure = new MigrationAbortedException(System.Text.Encoding.UTF8.GetString(f.Payload));
+                        break;
+                    default:
+                        using (f) failure = new ProtocolException($"unexpected {f.Type} on the control stream");
+                        break;
+                }
+                if (failure is not null) break;
+            }
+        }
+        catch (Exception e)
+        {
+            failure = e;
+        }
+        failure ??= new ProtocolException("control stream closed");
+        ready.TrySetException(failure);
+        resumed.TrySetException(failure);
+        complete.TrySetException(failure);
+        pageRequests.Writer.TryComplete(failure);
+    }
+
+    private async Task<Frame> WaitAsync(Task<Frame> task, string what, CancellationToken ct)
+    {
+        var done = await Task.WhenAny(task, Task.Delay(options.PeerTimeout, ct)).ConfigureAwait(false);
+        if (done != task) throw new TimeoutException($"no {what} from the destination within {options.PeerTimeout.TotalSeconds:0} s");
+        return await task.ConfigureAwait(false);
+    }
+
+    /// <summary>Returns true if the guest runs on the source again.</summary>
+    private async Task<bool> HandleFailureAsync(Exception e, CancellationToken ct)
+    {
+        if (!committed)
+        {
+            try
+            {
+                if (streams.Length > 0)
+                {
+                    using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+                    await streams[0].WriteAsync(MessageType.Abort, Messages.Text(e.Message), cts.Token).ConfigureAwait(false);
+                }
+            }
+            catch (Exception)
+            {
+                // Best effort: the destination discards an incomplete migration on its own.
+            }
+            if (frozen) enclave.Unfreeze();
+            return true;
+        }
+        // After commit: the destination may or may not run the guest. Ask out of band before deciding.
+        var runsThere = true;
+        if (options.ConfirmDestinationRunning is { } confirm)
+        {
+            try
+            {
+                runsThere = await confirm(migrationId, ct).ConfigureAwait(false);
+            }
+            catch (Exception)
+            {
+                runsThere = true; // unknown: never risk two copies
+            }
+        }
+        if (!runsThere && options.ResumeAfterFailedCommit)
+        {
+            enclave.Unfreeze();
+            return true;
+        }
+        // It runs there, or it cannot run anywhere without a rollback: either way never here again.
+        enclave.Retire();
+        return false;
+    }
+
+    private async Task CloseAsync()
+    {
+        foreach (var s in streams)
+        {
+            try
+            {
+                await s.DisposeAsync().ConfigureAwait(false);
+            }
+            catch (Exception)
+            {
+            }
+        }
+    }
+}

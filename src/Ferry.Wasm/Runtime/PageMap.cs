@@ -1,0 +1,41 @@
+using System.Runtime.InteropServices;
+
+namespace Ferry.Wasm.Runtime;
+
+/// <summary>
+/// One byte per 4 KiB page of a memory's whole reservation, in native memory that never moves (compiled code
+/// caches its address). Reserved with MAP_NORESERVE: untouched parts cost no RAM.
+/// </summary>
+public sealed unsafe class PageMap : IDisposable
+{
+    public const int PageShift = 12;
+
+    public PageMap(ulong bytesCovered)
+    {
+        Length = (long)((bytesCovered + (1UL << PageShift) - 1) >> PageShift);
+        var size = (nuint)Math.Max(Length, 1);
+        var p = Libc.mmap(0, size, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS | Libc.MAP_NORESERVE, -1, 0);
+        if (p == Libc.MAP_FAILED || p == 0) throw new InsufficientMemoryException($"cannot map a page map of {size} bytes (errno {Marshal.GetLastPInvokeError()})");
+        Pointer = (byte*)p;
+    }
+
+    /// <summary>Pages covered.</summary>
+    public long Length { get; }
+    public byte* Pointer { get; private set; }
+    public Span<byte> Bytes(long start, int count) => new(Pointer + start, count);
+
+    public void Dispose()
+    {
+        if (Pointer != null)
+        {
+            Libc.munmap((nint)Pointer, (nuint)Math.Max(Length, 1));
+            Pointer = null;
+        }
+        GC.SuppressFinalize(this);
+    }
+
+    ~PageMap()
+    {
+        if (Pointer != null) Libc.munmap((nint)Pointer, (nuint)Math.Max(Length, 1));
+    }
+}

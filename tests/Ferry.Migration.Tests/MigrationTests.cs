@@ -1,0 +1,78 @@
+using System.Net;
+using System.Security.Cryptography;
+using Ferry.Enclave.Migration;
+using Ferry.Enclave.Runtime;
+using Ferry.Migration.Protocol;
+using Ferry.Migration.Strategies;
+using Ferry.Migration.Transport;
+using Ferry.Wasm;
+using Ferry.Wasm.Compilation;
+using Ferry.Wasm.Runtime;
+
+namespace Ferry.Migration.Tests;
+
+public class MigrationTests
+{
+    private static readonly byte[] WriterBytes = Wat.ToWasm(Programs.Writer);
+
+    private static long Reference()
+    {
+        var env = new GateEnvironment(open: true);
+        using var program = GuestProgram.Create(Wat.Load(WriterBytes), env, CompileOptions.Default, InstanceOptions.Default);
+        program.Start();
+        Assert.Equal(GuestEndKind.Exited, program.Completion.Result.Kind);
+        return env.Done.Task.Result;
+    }
+
+    private static WorkloadSetup Setup() => new()
+    {
+        MigrationId = "",
+        WorkloadId = "w1",
+        Name = "writer",
+        ModuleSha256 = Convert.ToHexStringLower(SHA256.HashData(WriterBytes)),
+        ModuleBytes = WriterBytes.Length,
+        Strategy = Strategy.StopCopy,
+        Tracking = TrackingMethod.Compiler,
+        Streams = 0,
+        MemoryBytes = 0,
+    };
+
+    private sealed class Endpoints : IDisposable
+    {
+        public readonly TcpStreamListener Listener = new(IPAddress.Loopback);
+        public GateEnvironment? DestinationEnv;
+
+        public DestinationMigration Destination() => new((setup, module) =>
+            new EnclaveDestination(Wat.Load(module.ToArray()), CompileOptions.Default, InstanceOptions.Default,
+                _ => DestinationEnv = new GateEnvironment(open: true), new PlainRecordProtector(), setup.Streams));
+
+        public void Dispose() => Listener.Dispose();
+    }
+
+    [Theory]
+    [InlineData(Strategy.StopCopy)]
+    public async Task Migrated_guest_finishes_with_the_uninterrupted_result(Strategy strategy)
+    {
+        var expected = Reference();
+        using var ends = new Endpoints();
+        var sourceEnv = new GateEnvironment(open: false);
+        using var program = GuestProgram.Create(Wat.Load(WriterBytes), sourceEnv, CompileOptions.Default with { DirtyTracking = true }, InstanceOptions.Default);
+        program.Start();
+        await Task.WhenAny(sourceEnv.Waiting.Task, program.Completion).WaitAsync(TimeSpan.FromSeconds(30));
+        if (program.Completion.IsCompleted) Assert.Fail((await program.Completion).ToString());
+
+        var options = new MigrationOptions { Strategy = strategy, Streams = 3 };
+        var source = new SourceMigration(new EnclaveSource(program, new PlainRecordProtector(), options.Streams + 1), null, options);
+        var destTask = Task.Run(async () => await ends.Destination().RunAsync(await ends.Listener.AcceptAsync(options.Streams + 1, default), default));
+        var report = await source.RunAsync(new TcpConnector(ends.Listener.Endpoint), Setup(), WriterBytes, default);
+        var dest = await destTask.WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.True(report.Succeeded);
+        Assert.True(report.DowntimeMs > 0);
+        Assert.Equal(GuestEndKind.Retired, (await program.Completion.WaitAsync(TimeSpan.FromSeconds(30))).Kind);
+        var end = await dest.Enclave.Program!.Completion.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(GuestEndKind.Exited, end.Kind);
+        Assert.Equal(expected, await ends.DestinationEnv!.Done.Task.WaitAsync(TimeSpan.FromSeconds(5)));
+        Assert.False(sourceEnv.Done.Task.IsCompleted);
+    }
+}

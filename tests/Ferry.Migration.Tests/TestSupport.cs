@@ -1,0 +1,115 @@
+using System.Diagnostics;
+using Ferry.Enclave.Runtime;
+using Ferry.Wasm;
+using Ferry.Wasm.Binary;
+using Ferry.Wasm.Runtime;
+using Ferry.Wasm.Validation;
+
+namespace Ferry.Migration.Tests;
+
+public static class Wat
+{
+    public static byte[] ToWasm(string wat)
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "ferry-mt-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "m.wat"), wat);
+            var psi = new ProcessStartInfo("wat2wasm") { RedirectStandardError = true };
+            psi.ArgumentList.Add(Path.Combine(dir, "m.wat"));
+            psi.ArgumentList.Add("-o");
+            psi.ArgumentList.Add(Path.Combine(dir, "m.wasm"));
+            using var p = Process.Start(psi)!;
+            var err = p.StandardError.ReadToEnd();
+            p.WaitForExit();
+            if (p.ExitCode != 0) throw new InvalidOperationException(err);
+            return File.ReadAllBytes(Path.Combine(dir, "m.wasm"));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    public static Module Load(byte[] bytes)
+    {
+        var m = ModuleDecoder.Decode(bytes);
+        ModuleValidator.Validate(m);
+        return m;
+    }
+}
+
+/// <summary>
+/// A guest environment for migration tests: env.gate() blocks until the test opens it — interruptibly, so a
+/// freeze can take the guest while it waits (the call then runs again wherever the guest resumes) — and
+/// env.done(i64) reports the program's result.
+/// </summary>
+public sealed class GateEnvironment : IGuestEnvironment
+{
+    private InstanceBase? state;
+
+    public GateEnvironment(bool open) => Gate = new ManualResetEventSlim(open);
+
+    public ManualResetEventSlim Gate { get; }
+    public TaskCompletionSource<long> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    public TaskCompletionSource Waiting { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public void Define(Linker linker)
+    {
+        linker.DefineFunction("env", "gate", new FuncType([], []), new Action(() =>
+        {
+            Waiting.TrySetResult();
+            var token = state!.FreezeToken;
+            try
+            {
+                Gate.Wait(token);
+            }
+            catch (OperationCanceledException)
+            {
+                state.UnwindFromHost();
+            }
+        }));
+        linker.DefineFunction("env", "done", new FuncType([Ferry.Wasm.ValueType.I64], []), new Action<long>(v => Done.TrySetResult(v)));
+    }
+
+    public void Bind(Instance instance) => state = instance.State;
+
+    public byte[] CaptureState() => [];
+
+    public int? ExitCodeOf(Exception e) => null;
+
+    public void Flush()
+    {
+    }
+
+    public void Dispose() => Gate.Dispose();
+}
+
+public static class Programs
+{
+    /// <summary>Writes pseudo-random pages of a 4 MiB memory, stops at the gate once, and reports a checksum of memory.</summary>
+    public const string Writer = """
+        (module
+          (import "env" "gate" (func $gate))
+          (import "env" "done" (func $done (param i64)))
+          (memory 64)
+          (func (export "_start") (local $i i32) (local $x i32) (local $h i64)
+            (local.set $x (i32.const 12345))
+            (loop $l
+              (local.set $x (i32.xor (local.get $x) (i32.shl (local.get $x) (i32.const 13))))
+              (local.set $x (i32.xor (local.get $x) (i32.shr_u (local.get $x) (i32.const 17))))
+              (local.set $x (i32.xor (local.get $x) (i32.shl (local.get $x) (i32.const 5))))
+              (i32.store (i32.and (local.get $x) (i32.const 0x3FFFFC)) (local.get $i))
+              (if (i32.eq (local.get $i) (i32.const 50000)) (then (call $gate)))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br_if $l (i32.lt_u (local.get $i) (i32.const 200000))))
+            (local.set $i (i32.const 0))
+            (loop $s
+              (local.set $h (i64.add (i64.mul (local.get $h) (i64.const 1099511628211)) (i64.load (local.get $i))))
+              (local.set $i (i32.add (local.get $i) (i32.const 8)))
+              (br_if $s (i32.lt_u (local.get $i) (i32.const 0x400000))))
+            (call $done (local.get $h)))
+        )
+        """;
+}
