@@ -43,7 +43,8 @@ public class MigrationTests
         public GateEnvironment? DestinationEnv;
 
         public DestinationMigration Destination() => new((setup, module) =>
-            new EnclaveDestination(Wat.Load(module.ToArray()), CompileOptions.Default, InstanceOptions.Default,
+            new EnclaveDestination(Wat.Load(module.ToArray()),
+                CompileOptions.Default with { PresenceChecks = setup.Strategy is Strategy.PostCopy or Strategy.Hybrid }, InstanceOptions.Default,
                 _ => DestinationEnv = new GateEnvironment(open: true), new PlainRecordProtector(), setup.Streams));
 
         public void Dispose() => Listener.Dispose();
@@ -51,6 +52,9 @@ public class MigrationTests
 
     [Theory]
     [InlineData(Strategy.StopCopy)]
+    [InlineData(Strategy.PreCopy)]
+    [InlineData(Strategy.PostCopy)]
+    [InlineData(Strategy.Hybrid)]
     public async Task Migrated_guest_finishes_with_the_uninterrupted_result(Strategy strategy)
     {
         var expected = Reference();
@@ -62,10 +66,31 @@ public class MigrationTests
         if (program.Completion.IsCompleted) Assert.Fail((await program.Completion).ToString());
 
         var options = new MigrationOptions { Strategy = strategy, Streams = 3 };
-        var source = new SourceMigration(new EnclaveSource(program, new PlainRecordProtector(), options.Streams + 1), null, options);
+        var source = new SourceMigration(new EnclaveSource(program, new PlainRecordProtector(), options.Streams + 1),
+            () => new CompilerPageTracker(program.Instance.State), options);
         var destTask = Task.Run(async () => await ends.Destination().RunAsync(await ends.Listener.AcceptAsync(options.Streams + 1, default), default));
-        var report = await source.RunAsync(new TcpConnector(ends.Listener.Endpoint), Setup(), WriterBytes, default);
+        var run = source.RunAsync(new TcpConnector(ends.Listener.Endpoint), Setup(), WriterBytes, default);
+        sourceEnv.Gate.Set(); // the guest writes memory while pages are being copied
+        MigrationReport report;
+        try
+        {
+            report = await run.WaitAsync(TimeSpan.FromSeconds(60));
+        }
+        catch (MigrationFailedException e)
+        {
+            var d = await destTask.WaitAsync(TimeSpan.FromSeconds(30));
+            try
+            {
+                await d.PostCopy.WaitAsync(TimeSpan.FromSeconds(10));
+            }
+            catch (Exception)
+            {
+            }
+            var why = d.PostCopy.IsFaulted ? d.PostCopy.Exception!.ToString() : $"destination post-copy status {d.PostCopy.Status}";
+            throw new Xunit.Sdk.XunitException($"{e.Message}\n--- destination: {why}");
+        }
         var dest = await destTask.WaitAsync(TimeSpan.FromSeconds(30));
+        await dest.PostCopy.WaitAsync(TimeSpan.FromSeconds(30));
 
         Assert.True(report.Succeeded);
         Assert.True(report.DowntimeMs > 0);

@@ -49,21 +49,28 @@ public sealed class GateEnvironment : IGuestEnvironment
 {
     private InstanceBase? state;
 
-    public GateEnvironment(bool open) => Gate = new ManualResetEventSlim(open);
+    public GateEnvironment(bool open)
+    {
+        Gate = new ManualResetEventSlim(open);
+        SecondGate = new ManualResetEventSlim(open);
+    }
 
+    /// <summary>env.gate(1): the test waits for the guest to reach it, then opens it.</summary>
     public ManualResetEventSlim Gate { get; }
+    /// <summary>env.gate(2): closed on the source, so the guest is certainly still running when it is frozen.</summary>
+    public ManualResetEventSlim SecondGate { get; }
     public TaskCompletionSource<long> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     public TaskCompletionSource Waiting { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public void Define(Linker linker)
     {
-        linker.DefineFunction("env", "gate", new FuncType([], []), new Action(() =>
+        linker.DefineFunction("env", "gate", new FuncType([Ferry.Wasm.ValueType.I32], []), new Action<int>(id =>
         {
-            Waiting.TrySetResult();
+            if (id == 1) Waiting.TrySetResult();
             var token = state!.FreezeToken;
             try
             {
-                Gate.Wait(token);
+                (id == 1 ? Gate : SecondGate).Wait(token);
             }
             catch (OperationCanceledException)
             {
@@ -83,15 +90,22 @@ public sealed class GateEnvironment : IGuestEnvironment
     {
     }
 
-    public void Dispose() => Gate.Dispose();
+    public void Dispose()
+    {
+        Gate.Dispose();
+        SecondGate.Dispose();
+    }
 }
 
 public static class Programs
 {
-    /// <summary>Writes pseudo-random pages of a 4 MiB memory, stops at the gate once, and reports a checksum of memory.</summary>
+    /// <summary>
+    /// Writes pseudo-random pages of a 4 MiB memory, passing gate 1 (where the test starts migrating and lets it
+    /// go on) and gate 2 (closed on the source), and reports a checksum of memory.
+    /// </summary>
     public const string Writer = """
         (module
-          (import "env" "gate" (func $gate))
+          (import "env" "gate" (func $gate (param i32)))
           (import "env" "done" (func $done (param i64)))
           (memory 64)
           (func (export "_start") (local $i i32) (local $x i32) (local $h i64)
@@ -101,7 +115,8 @@ public static class Programs
               (local.set $x (i32.xor (local.get $x) (i32.shr_u (local.get $x) (i32.const 17))))
               (local.set $x (i32.xor (local.get $x) (i32.shl (local.get $x) (i32.const 5))))
               (i32.store (i32.and (local.get $x) (i32.const 0x3FFFFC)) (local.get $i))
-              (if (i32.eq (local.get $i) (i32.const 50000)) (then (call $gate)))
+              (if (i32.eq (local.get $i) (i32.const 50000)) (then (call $gate (i32.const 1))))
+              (if (i32.eq (local.get $i) (i32.const 150000)) (then (call $gate (i32.const 2))))
               (local.set $i (i32.add (local.get $i) (i32.const 1)))
               (br_if $l (i32.lt_u (local.get $i) (i32.const 200000))))
             (local.set $i (i32.const 0))

@@ -30,6 +30,7 @@ public sealed class EnclaveDestination : IDisposable
     private GuestProgram? program;
     private FrameRecord[]? frames;
     private long pagesApplied;
+    private PostCopyPages? postCopy;
 
     public EnclaveDestination(Module module, CompileOptions compile, InstanceOptions instanceOptions,
         Func<byte[], IGuestEnvironment> environmentFactory, IRecordProtector protector, int streams)
@@ -95,16 +96,21 @@ public sealed class EnclaveDestination : IDisposable
                     var p = batch.Page(i);
                     if ((ulong)p >= (ulong)pages) throw new MigrationIntegrityException($"batch page {p} lies outside memory");
                     if (pageRound[p] > stamp) continue;
+                    // Post-copy: once a page is here the guest may have written it; a second copy must not land.
+                    if (postCopy is not null && postCopy.IsPresent(p)) continue;
                     pageRound[p] = stamp;
                     batch.Data(i).CopyTo(new Span<byte>(memory!.Base + p * MigrationRecords.PageSize, MigrationRecords.PageSize));
+                    postCopy?.Arrived(p);
                 }
                 for (var i = 0; i < batch.ZeroCount; i++)
                 {
                     var p = batch.ZeroPage(i);
                     if ((ulong)p >= (ulong)pages) throw new MigrationIntegrityException($"batch page {p} lies outside memory");
                     if (pageRound[p] > stamp) continue;
+                    if (postCopy is not null && postCopy.IsPresent(p)) continue;
                     pageRound[p] = stamp;
                     new Span<byte>(memory!.Base + p * MigrationRecords.PageSize, MigrationRecords.PageSize).Clear();
+                    postCopy?.Arrived(p);
                 }
                 pagesApplied += batch.Count + batch.ZeroCount;
             }
@@ -172,9 +178,22 @@ public sealed class EnclaveDestination : IDisposable
         environment.Bind(instance);
         InstanceStateApplier.Apply(instance, state.Globals, state.Tables, state.DroppedData, state.DroppedElements);
         frames = StateCodec.ResolveFrames(state.Frames, instance);
+        if (state.PendingPages is { } pending)
+        {
+            if (!compiled.Options.PresenceChecks) throw new InvalidOperationException("post-copy needs a guest compiled with presence checks");
+            lock (gate) postCopy = new PostCopyPages(instance, pending, pageRequester);
+        }
         program = new GuestProgram(instance, environment);
         return new ArrivedState(state.FrozenAtUnixNanos, state.FinalRound, state.MemoryBytes, state.Epoch, state.Frames.Length, state.PendingPages is not null);
     }
+
+    private Action<long[]> pageRequester = _ => { };
+
+    /// <summary>Post-copy: how the destination asks the source for pages the guest is waiting for.</summary>
+    public void SetPageRequester(Action<long[]> requester) => pageRequester = requester;
+
+    /// <summary>Post-copy progress and fault statistics (null unless the state left pages pending).</summary>
+    public PostCopyPages? PostCopy => postCopy;
 
     /// <summary>Starts the guest where it stopped on the source; returns the time of its first instruction here.</summary>
     public long Start()

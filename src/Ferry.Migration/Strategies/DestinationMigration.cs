@@ -15,7 +15,11 @@ public enum DestinationPhase
 }
 
 /// <summary>What the destination side produced: the enclave (with its running guest) and its own measurements.</summary>
-public sealed record DestinationResult(EnclaveDestination Enclave, WorkloadSetup Setup, long ResumedAtUnixNanos, ArrivedState State);
+public sealed record DestinationResult(EnclaveDestination Enclave, WorkloadSetup Setup, long ResumedAtUnixNanos, ArrivedState State)
+{
+    /// <summary>Post-copy: completes when every page has arrived (immediately otherwise).</summary>
+    public Task PostCopy { get; init; } = Task.CompletedTask;
+}
 
 /// <summary>
 /// The destination side of a migration: accepts the streams, checks and applies everything through the enclave,
@@ -66,6 +70,8 @@ public sealed class DestinationMigration
                 throw new ProtocolException("the module does not match its announced SHA-256");
             }
             enclave = createEnclave(setup, module);
+            var requests = System.Threading.Channels.Channel.CreateUnbounded<long[]>();
+            enclave.SetPageRequester(pages => requests.Writer.TryWrite(pages));
             var applied = new SemaphoreSlim(0);
             enclave.BatchApplied += () => applied.Release();
             await control.WriteAsync(MessageType.SetupAck, Array.Empty<byte>(), linked.Token).ConfigureAwait(false);
@@ -128,8 +134,10 @@ public sealed class DestinationMigration
             if (!arrived.PostCopy)
             {
                 await DrainAsync(streams, receivers).ConfigureAwait(false);
+                return new DestinationResult(enclave, setup, resumedAt, arrived);
             }
-            return new DestinationResult(enclave, setup, resumedAt, arrived);
+            var postCopy = Task.Run(() => PostCopyAsync(streams, receivers, enclave, requests, ct), CancellationToken.None);
+            return new DestinationResult(enclave, setup, resumedAt, arrived) { PostCopy = postCopy };
         }
         catch (Exception e) when (!started)
         {
@@ -150,6 +158,65 @@ public sealed class DestinationMigration
             foreach (var f in frames) await f.DisposeAsync().ConfigureAwait(false);
             throw;
         }
+    }
+
+    /// <summary>
+    /// Post-copy, after the guest started here: forward its page requests, apply urgent pages from the control
+    /// stream and pushed pages from the page streams, and tell the source when the last one arrived.
+    /// </summary>
+    private async Task PostCopyAsync(FrameStream[] streams, List<Task> receivers, EnclaveDestination enclave,
+        System.Threading.Channels.Channel<long[]> requests, CancellationToken ct)
+    {
+        var control = streams[0];
+        var forward = Task.Run(async () =>
+        {
+            await foreach (var pages in requests.Reader.ReadAllAsync(ct).ConfigureAwait(false))
+            {
+                await control.WriteAsync(MessageType.PageRequest, Messages.Pages(pages), ct).ConfigureAwait(false);
+            }
+        }, ct);
+        long[]? announced = null;
+        while (announced is null)
+        {
+            using var f = await control.ReadAsync(ct).ConfigureAwait(false) ?? throw new ProtocolException("the source closed the control stream during post-copy");
+            switch (f.Type)
+            {
+                case MessageType.PageBatch:
+                    enclave.ApplyBatch(0, f.Payload);
+                    break;
+                case MessageType.PostCopyDone:
+                    announced = Messages.ParsePages(f.Payload);
+                    break;
+                default:
+                    throw new ProtocolException($"unexpected {f.Type} during post-copy");
+            }
+        }
+        var pending = enclave.PostCopy!.Completion;
+        var deadline = Stopwatch.StartNew();
+        while (!pending.IsCompleted)
+        {
+            // Urgent pages may still be in flight on the control stream after the announcement.
+            var read = control.ReadAsync(ct).AsTask();
+            var done = await Task.WhenAny(read, pending, Task.Delay(peerTimeout, ct)).ConfigureAwait(false);
+            if (done == read)
+            {
+                using var f = await read.ConfigureAwait(false) ?? throw new ProtocolException("control stream closed before every page arrived");
+                if (f.Type == MessageType.PageBatch) enclave.ApplyBatch(0, f.Payload);
+                continue;
+            }
+            if (done != pending && deadline.Elapsed > peerTimeout) throw new TimeoutException("pages missing after the source finished post-copy");
+        }
+        requests.Writer.TryComplete();
+        await control.WriteAsync(MessageType.Complete, Array.Empty<byte>(), ct).ConfigureAwait(false);
+        try
+        {
+            await forward.ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // A request still queued when the last page arrived is moot; the source may have closed already.
+        }
+        await DrainAsync(streams, receivers).ConfigureAwait(false);
     }
 
     private static async Task<FrameStream[]> OrderStreamsAsync(FrameStream[] frames, CancellationToken ct)

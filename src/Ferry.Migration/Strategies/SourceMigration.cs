@@ -335,8 +335,9 @@ public sealed class SourceMigration
         {
             await urgent.ConfigureAwait(false);
         }
-        catch (OperationCanceledException)
+        catch (Exception)
         {
+            // Every page has arrived (Complete); the destination may already have closed the streams.
         }
     }
 
