@@ -418,9 +418,10 @@ public sealed unsafe partial class WasiHost
     /// </summary>
     private int FdReaddir(int fd, int buf, int bufLen, long cookie, int bufusedOut)
     {
-        var err = Lookup(fd, Rights.FdReaddir, out var e);
-        if (err != Errno.Success) return Fail(err);
+        var e = Context.Get(fd);
+        if (e is null) return Fail(Errno.BadF);
         if (!e.IsDirectory) return Fail(Errno.NotDir);
+        if ((e.Base & Rights.FdReaddir) == 0) return Fail(Errno.NotCapable);
         var dst = Ptr(buf, (uint)bufLen);
         if (dst == null || Ptr(bufusedOut, 4) == null) return Fail(Errno.Fault);
         if (cookie < 0) return Fail(Errno.Inval);

@@ -73,7 +73,8 @@ internal static unsafe partial class Sys
     /// <summary>openat2(2): opens <paramref name="path"/> relative to <paramref name="dirFd"/> with the given resolve flags.</summary>
     public static int OpenAt2(int dirFd, byte* path, int flags, int mode, ulong resolve)
     {
-        var how = new OpenHow { Flags = (ulong)(uint)(flags | O_CLOEXEC), Mode = (ulong)mode, Resolve = resolve };
+        // openat2 refuses a mode without O_CREAT (EINVAL), unlike openat.
+        var how = new OpenHow { Flags = (ulong)(uint)(flags | O_CLOEXEC), Mode = (flags & O_CREAT) != 0 ? (ulong)mode : 0, Resolve = resolve };
         return (int)Syscall4(SYS_openat2, dirFd, (long)path, (long)&how, sizeof(OpenHow));
     }
 

@@ -161,7 +161,7 @@ public sealed unsafe class WasiContext : IDisposable
             Type = type,
             Read = index == 0,
             Write = index != 0,
-            Base = rights,
+            Base = rights & (index == 0 ? ~Rights.FdWrite : ~Rights.FdRead),
             Inheriting = Rights.None,
         };
     }
