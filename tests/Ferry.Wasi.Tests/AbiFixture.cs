@@ -81,6 +81,10 @@ public sealed unsafe class Abi : IDisposable
 
     public Abi(WasiOptions options) => run = new WasiRun(Env.Wat(ModuleText), options);
 
+    /// <summary>An instance over a context made by <paramref name="makeContext"/> (given this run's captured stdio options).</summary>
+    public Abi(Func<Func<WasiOptions, WasiOptions>, WasiContext> makeContext) =>
+        run = new WasiRun(Env.Compile(Env.Wat(ModuleText)), r => makeContext(r.Captured));
+
     public WasiContext Context => run.Context;
     public WasiHost Host => run.Host;
     public Instance Instance => run.Instance;

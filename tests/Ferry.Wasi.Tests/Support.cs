@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
-using Ferry.Wasm;
 using Ferry.Wasm.Binary;
 using Ferry.Wasm.Compilation;
 using Ferry.Wasm.Runtime;
@@ -151,23 +150,30 @@ public sealed class TempDir : IDisposable
 public sealed class WasiRun : IDisposable
 {
     public WasiRun(byte[] wasm, WasiOptions options)
+        : this(Env.Compile(wasm), ctx => new WasiContext(ctx.Captured(options)))
     {
-        Stdout = new MemoryStream();
-        Stderr = new MemoryStream();
-        Context = new WasiContext(options with
-        {
-            Stdout = options.Stdout.Stream is null && options.Stdout.HostFd == 1 ? WasiStdio.FromStream(Stdout) : options.Stdout,
-            Stderr = options.Stderr.Stream is null && options.Stderr.HostFd == 2 ? WasiStdio.FromStream(Stderr) : options.Stderr,
-            Stdin = options.Stdin.Stream is null && options.Stdin.HostFd == 0 ? WasiStdio.FromStream(new MemoryStream()) : options.Stdin,
-        });
+    }
+
+    /// <summary>Runs <paramref name="compiled"/> with a context made by <paramref name="makeContext"/> (e.g. a restore).</summary>
+    public WasiRun(CompiledModule compiled, Func<WasiRun, WasiContext> makeContext)
+    {
+        Context = makeContext(this);
         var linker = new Linker();
         Host = WasiHost.Define(linker, Context);
-        Instance = Instance.Instantiate(Env.Compile(wasm), linker);
+        Instance = Instance.Instantiate(compiled, linker);
         Host.Bind(Instance);
     }
 
-    public MemoryStream Stdout { get; }
-    public MemoryStream Stderr { get; }
+    /// <summary>The options with the process's stdio replaced by this run's captured streams (stdin empty).</summary>
+    public WasiOptions Captured(WasiOptions options) => options with
+    {
+        Stdout = options.Stdout.Stream is null && options.Stdout.HostFd == 1 ? WasiStdio.FromStream(Stdout) : options.Stdout,
+        Stderr = options.Stderr.Stream is null && options.Stderr.HostFd == 2 ? WasiStdio.FromStream(Stderr) : options.Stderr,
+        Stdin = options.Stdin.Stream is null && options.Stdin.HostFd == 0 ? WasiStdio.FromStream(new MemoryStream()) : options.Stdin,
+    };
+
+    public MemoryStream Stdout { get; } = new();
+    public MemoryStream Stderr { get; } = new();
     public WasiContext Context { get; }
     public WasiHost Host { get; }
     public Instance Instance { get; }

@@ -182,12 +182,14 @@ public sealed unsafe partial class WasiHost
     /// </summary>
     private int FdSeek(int fd, long offset, int whence, int newOffsetOut)
     {
+        var e = Context.Get(fd);
+        if (e is null) return Fail(Errno.BadF);
+        // Terminals and pipes cannot seek whatever their rights (as lseek(2) says).
+        if (e.Stdio is not null && e.Type != FileType.RegularFile) return Fail(Errno.SPipe);
         var needed = offset == 0 && whence == WasiAbi.WhenceCur ? Rights.FdTell : Rights.FdSeek;
-        var err = Lookup(fd, needed, out var e);
-        if (err != Errno.Success) return Fail(err);
+        if ((e.Base & needed) != needed) return Fail(Errno.NotCapable);
         if (whence is < 0 or > 2) return Fail(Errno.Inval);
         if (e.IsDirectory) return Fail(Errno.IsDir);
-        if (e.Stdio is { IsHostFd: false }) return Fail(Errno.SPipe);
         var r = Sys.lseek(e.HostFd, offset, whence);
         if (r < 0) return LinuxError();
         return TryWriteU64(newOffsetOut, (ulong)r) ? Ok : Fail(Errno.Fault);

@@ -74,7 +74,7 @@ public sealed unsafe partial class WasiHost
         while (true)
         {
             var timeoutMs = waitNs == long.MaxValue ? -1 : (int)Math.Min((waitNs + 999_999) / 1_000_000, int.MaxValue);
-            var r = Context.PollInterruptible(set, pollCount, timeoutMs);
+            var r = Context.PollInterruptible(set, pollCount, timeoutMs, "poll_oneoff");
             if (r == -2) return Ok; // freeze requested: nothing written, the call is re-executed after resume
             if (r < 0) return LinuxError();
             if (r > 0 || waitNs == 0) break;

@@ -223,7 +223,7 @@ public sealed unsafe class WasiContext : IDisposable
     /// (−1: none). Returns the poll result over the first <paramref name="count"/> descriptors, or −2 when a freeze
     /// was requested: then the guest is told to unwind and the caller must return without side effects.
     /// </summary>
-    internal int PollInterruptible(Sys.PollFd* set, int count, int timeoutMs)
+    internal int PollInterruptible(Sys.PollFd* set, int count, int timeoutMs, string function)
     {
         var guest = Guest;
         if (guest is null)
@@ -246,6 +246,7 @@ public sealed unsafe class WasiContext : IDisposable
         set[count] = new Sys.PollFd { Fd = freezeEventFd, Events = Sys.POLLIN };
         using (token.Register(static s => ((WasiContext)s!).SignalFreeze(), this))
         {
+            if (timeoutMs != 0) Blocking?.Invoke(function);
             while (true)
             {
                 var r = Sys.poll(set, (nuint)(count + 1), timeoutMs);
@@ -274,6 +275,13 @@ public sealed unsafe class WasiContext : IDisposable
         _ = Sys.read(freezeEventFd, (byte*)&value, 8);
     }
 
+    /// <summary>
+    /// Raised on the guest's thread when a WASI call is about to block (the function's name), after the freeze
+    /// event is armed: from then on <see cref="InstanceBase.RequestFreeze"/> interrupts the wait. For monitoring
+    /// and tests.
+    /// </summary>
+    public event Action<string>? Blocking;
+
     /// <summary>Waits until <paramref name="hostFd"/> is readable; false when a freeze interrupted the wait.</summary>
     internal bool WaitReadable(int hostFd)
     {
@@ -283,7 +291,7 @@ public sealed unsafe class WasiContext : IDisposable
         if (Sys.poll(set, 1, 0) > 0) return true;
         // The guest is about to wait: whatever it printed (a prompt) must be visible first.
         FlushOutput();
-        return PollInterruptible(set, 1, -1) != -2;
+        return PollInterruptible(set, 1, -1, "fd_read") != -2;
     }
 
     /// <summary>Writes buffered stdout/stderr to the host.</summary>
