@@ -4,10 +4,15 @@ using Ferry.Wasm;
 using Ferry.Wasm.Compilation;
 using Ferry.Wasm.Hosting;
 using Ferry.Wasm.Runtime;
+using Ferry.Wasm.Wasi;
 
 namespace Ferry.Cli.Commands;
 
-/// <summary>`ferry run`: compile and run a module locally, like `wasmtime run`.</summary>
+/// <summary>
+/// `ferry run`: compile and run a module locally, like `wasmtime run`. A module that imports
+/// wasi_snapshot_preview1 runs as a WASI command: stdio passes through, --dir/--env configure what it sees,
+/// argv[0] is the module's file name, and the exit status is its proc_exit code.
+/// </summary>
 public static class RunCommand
 {
     /// <summary>Exit code when the guest traps (as wasmtime's CLI: 128 + SIGABRT).</summary>
@@ -19,12 +24,62 @@ public static class RunCommand
         var guestArgs = new Argument<string[]>("args") { Description = "Arguments for the program (everything after the module)", Arity = ArgumentArity.ZeroOrMore };
         var invoke = new Option<string?>("--invoke") { Description = "Call this export with the arguments (as numbers) and print its results, instead of running _start" };
         var memMax = new Option<string?>("--mem-max") { Description = "Upper bound on linear memory, e.g. 512M or 4G" };
+        var dirs = new Option<string[]>("--dir")
+        {
+            Description = "Preopen a host directory for a WASI program: HOST or HOST::GUEST (repeatable)",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var envs = new Option<string[]>("--env")
+        {
+            Description = "Set an environment variable for a WASI program: KEY=VALUE, or KEY to pass the host's value (repeatable)",
+            AllowMultipleArgumentsPerToken = false,
+        };
         var command = new Command("run", "Run a WebAssembly module (its _start, or --invoke an export)")
         {
-            module, guestArgs, invoke, memMax,
+            module, guestArgs, invoke, memMax, dirs, envs,
         };
         command.SetAction(parse =>
         {
+            var modulePath = parse.GetValue(module)!;
+            if (modulePath.StartsWith('-'))
+            {
+                Console.Error.WriteLine($"ferry run: unknown option '{modulePath}' (see ferry run --help)");
+                return ExitCodes.Usage;
+            }
+            var preopens = new List<WasiPreopen>();
+            foreach (var d in parse.GetValue(dirs) ?? [])
+            {
+                if (!TryParseDir(d, out var preopen, out var why))
+                {
+                    Console.Error.WriteLine($"ferry run: --dir {d}: {why}");
+                    return ExitCodes.Usage;
+                }
+                preopens.Add(preopen);
+            }
+            var env = new List<string>();
+            foreach (var e in parse.GetValue(envs) ?? [])
+            {
+                var eq = e.IndexOf('=');
+                if (eq == 0 || e.Length == 0)
+                {
+                    Console.Error.WriteLine($"ferry run: --env '{e}': expected KEY=VALUE or KEY");
+                    return ExitCodes.Usage;
+                }
+                if (eq < 0)
+                {
+                    var value = Environment.GetEnvironmentVariable(e);
+                    if (value is null)
+                    {
+                        Console.Error.WriteLine($"ferry run: --env {e}: not set in this environment (use {e}=VALUE)");
+                        return ExitCodes.Usage;
+                    }
+                    env.Add($"{e}={value}");
+                }
+                else
+                {
+                    env.Add(e);
+                }
+            }
             ulong? limit = null;
             if (parse.GetValue(memMax) is { } text)
             {
@@ -35,12 +90,34 @@ public static class RunCommand
                 }
                 limit = bytes;
             }
-            return Run(parse.GetValue(module)!, parse.GetValue(guestArgs) ?? [], parse.GetValue(invoke), limit);
+            return Run(modulePath, parse.GetValue(guestArgs) ?? [], parse.GetValue(invoke), limit, preopens, env);
         });
         return command;
     }
 
-    private static int Run(string path, string[] args, string? invoke, ulong? memMax)
+    /// <summary>Parses HOST or HOST::GUEST (the guest name defaults to HOST as written, like wasmtime).</summary>
+    public static bool TryParseDir(string text, out WasiPreopen preopen, out string why)
+    {
+        preopen = null!;
+        why = "";
+        var sep = text.IndexOf("::", StringComparison.Ordinal);
+        var host = sep < 0 ? text : text[..sep];
+        var guest = sep < 0 ? text : text[(sep + 2)..];
+        if (host.Length == 0 || guest.Length == 0)
+        {
+            why = "expected HOST or HOST::GUEST";
+            return false;
+        }
+        if (!Directory.Exists(host))
+        {
+            why = $"no such directory: {host}";
+            return false;
+        }
+        preopen = new WasiPreopen(host, guest);
+        return true;
+    }
+
+    private static int Run(string path, string[] args, string? invoke, ulong? memMax, List<WasiPreopen> preopens, List<string> env)
     {
         Module module;
         try
@@ -55,13 +132,33 @@ public static class RunCommand
 
         var options = new InstanceOptions { MaxMemoryBytes = memMax };
         Instance? instance = null;
+        WasiContext? wasi = null;
+        var isWasi = WasiHost.IsWasiModule(module);
+        if (!isWasi && (preopens.Count > 0 || env.Count > 0))
+        {
+            Console.Error.WriteLine($"ferry run: {path} does not import {WasiAbi.ModuleName}: --dir and --env do not apply");
+            return ExitCodes.Usage;
+        }
         try
         {
+            if (isWasi)
+            {
+                wasi = new WasiContext(new WasiOptions
+                {
+                    Args = [Path.GetFileName(path), .. args],
+                    Env = env,
+                    Preopens = preopens,
+                });
+            }
             return WasmThread.Run(() =>
             {
                 var compiled = ModuleCompiler.Compile(module);
-                instance = Instance.Instantiate(compiled, new Linker(), options);
+                var linker = new Linker();
+                var host = wasi is null ? null : WasiHost.Define(linker, wasi);
+                instance = Instance.Instantiate(compiled, linker, options);
+                host?.Bind(instance);
                 if (invoke is not null) return InvokeExport(instance, invoke, args);
+                if (host is not null && instance.Exports.ContainsKey("_start")) return host.RunStart();
                 if (!instance.Exports.TryGetValue("_start", out var start) || start is not FuncRef startFn)
                 {
                     Console.Error.WriteLine($"ferry run: {path} has no _start export; use --invoke NAME to call an export");
@@ -71,8 +168,19 @@ public static class RunCommand
                 return ExitCodes.Ok;
             });
         }
+        catch (WasiExitException exit)
+        {
+            // proc_exit from an --invoke'd export (RunStart handles it for _start).
+            return exit.Code;
+        }
+        catch (WasiConfigurationException e)
+        {
+            Console.Error.WriteLine($"ferry run: {e.Message}");
+            return ExitCodes.Usage;
+        }
         catch (TrapException trap)
         {
+            wasi?.FlushOutput();
             Console.Error.WriteLine($"ferry run: wasm trap: {trap.Message}");
             if (instance is not null)
             {
@@ -90,6 +198,10 @@ public static class RunCommand
         {
             Console.Error.WriteLine($"ferry run: {e.Message}");
             return ExitCodes.Usage;
+        }
+        finally
+        {
+            wasi?.Dispose();
         }
     }
 
