@@ -19,6 +19,8 @@ public static class CommandCatalog
         [
             DemoCommand.Create(),
             RunCommand.Create(),
+            RestoreCommand.Create(),
+            SnapshotCommand.Create(),
             SpecTestCommand.Create(),
         ];
         foreach (var command in commands)

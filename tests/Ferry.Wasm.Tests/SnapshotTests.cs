@@ -167,7 +167,8 @@ public class SnapshotTests
         Assert.Equal(7, (int)RecordKind.Wasi);
         Assert.Equal(8, (int)RecordKind.Memory);
         Assert.Equal(0xFFFF, (int)RecordKind.End);
-        Assert.Equal(9, Enum.GetValues<RecordKind>().Length);
+        Assert.Equal(9, (int)RecordKind.ModuleCode);
+        Assert.Equal(10, Enum.GetValues<RecordKind>().Length);
     }
 
     [Fact]

@@ -34,9 +34,11 @@ public static class RunCommand
             Description = "Set an environment variable for a WASI program: KEY=VALUE, or KEY to pass the host's value (repeatable)",
             AllowMultipleArgumentsPerToken = false,
         };
+        var snapshot = new Option<string?>("--snapshot") { Description = "Checkpoint to this file when --checkpoint-after elapses or on SIGUSR1, then exit 0" };
+        var checkpointAfter = new Option<string?>("--checkpoint-after") { Description = "Checkpoint after this long, e.g. 500ms or 2s (needs --snapshot)" };
         var command = new Command("run", "Run a WebAssembly module (its _start, or --invoke an export)")
         {
-            module, guestArgs, invoke, memMax, dirs, envs,
+            module, guestArgs, invoke, memMax, dirs, envs, snapshot, checkpointAfter,
         };
         command.SetAction(parse =>
         {
@@ -89,6 +91,31 @@ public static class RunCommand
                     return ExitCodes.Usage;
                 }
                 limit = bytes;
+            }
+            var snapshotPath = parse.GetValue(snapshot);
+            TimeSpan? after = null;
+            if (parse.GetValue(checkpointAfter) is { } afterText)
+            {
+                if (!DurationParser.TryParse(afterText, out var d))
+                {
+                    Console.Error.WriteLine($"ferry run: --checkpoint-after: not a duration: '{afterText}' (examples: 500ms, 2s)");
+                    return ExitCodes.Usage;
+                }
+                if (snapshotPath is null)
+                {
+                    Console.Error.WriteLine("ferry run: --checkpoint-after needs --snapshot FILE");
+                    return ExitCodes.Usage;
+                }
+                after = d;
+            }
+            if (snapshotPath is not null)
+            {
+                if (parse.GetValue(invoke) is not null)
+                {
+                    Console.Error.WriteLine("ferry run: --snapshot runs the program's _start; it cannot be combined with --invoke");
+                    return ExitCodes.Usage;
+                }
+                return Hosting.LocalGuest.RunCheckpointable(modulePath, parse.GetValue(guestArgs) ?? [], limit, preopens, env, snapshotPath, after);
             }
             return Run(modulePath, parse.GetValue(guestArgs) ?? [], parse.GetValue(invoke), limit, preopens, env);
         });

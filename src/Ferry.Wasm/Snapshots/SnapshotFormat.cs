@@ -14,6 +14,8 @@ public enum RecordKind : ushort
     Frames = 6,
     Wasi = 7,
     Memory = 8,
+    /// <summary>Optional: the module's bytes, so a snapshot restores without the original file.</summary>
+    ModuleCode = 9,
     End = 0xFFFF,
 }
 

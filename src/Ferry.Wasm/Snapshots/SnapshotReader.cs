@@ -22,6 +22,8 @@ public sealed class SnapshotHeader
     public required FrameRecord[] Frames { get; init; }
     public required byte[] Wasi { get; init; }
     public MemoryImage? Memory { get; init; }
+    /// <summary>The module's bytes, when the snapshot carries them (checked against <see cref="ModuleSha256"/>).</summary>
+    public byte[]? ModuleCode { get; init; }
 }
 
 /// <summary>
@@ -59,9 +61,12 @@ public sealed class SnapshotReader
         return ((RecordKind)BinaryPrimitives.ReadUInt16LittleEndian(h), BinaryPrimitives.ReadUInt64LittleEndian(h[2..]));
     }
 
+    private (RecordKind Kind, ulong Length)? peeked;
+
     private byte[] SmallRecord(RecordKind expected)
     {
-        var (kind, length) = RecordHeader();
+        var (kind, length) = peeked ?? RecordHeader();
+        peeked = null;
         if (kind != expected) throw new SnapshotFormatException($"expected a {expected} record, found record kind {(ushort)kind}");
         if (length > SnapshotFormat.MaxSmallRecord) throw new SnapshotFormatException($"{expected} record of {length} bytes is implausibly large");
         var bytes = new byte[length];
@@ -85,6 +90,16 @@ public sealed class SnapshotReader
         var name = mr.String();
         mr.ExpectEnd();
 
+        byte[]? code = null;
+        peeked = RecordHeader();
+        if (peeked.Value.Kind == RecordKind.ModuleCode)
+        {
+            code = SmallRecord(RecordKind.ModuleCode);
+            if (!System.Security.Cryptography.SHA256.HashData(code).AsSpan().SequenceEqual(sha))
+            {
+                throw new SnapshotFormatException("the module code in the snapshot does not match its SHA-256");
+            }
+        }
         var metaBytes = SmallRecord(RecordKind.Metadata);
         var meta = new StateCodec.Reader(metaBytes, "metadata record");
         var metadata = StateCodec.ReadMetadata(ref meta);
@@ -147,6 +162,7 @@ public sealed class SnapshotReader
             Frames = frames,
             Wasi = wasi,
             Memory = memory,
+            ModuleCode = code,
         };
     }
 

@@ -16,12 +16,13 @@ public sealed record SnapshotStats(long Bytes, ulong MemoryBytes, long StoredPag
 public static class SnapshotWriter
 {
     public static SnapshotStats Write(Stream output, Instance instance, IReadOnlyList<FrameRecord> frames,
-        ReadOnlySpan<byte> wasiState, IReadOnlyDictionary<string, string> metadata, string? moduleName = null)
+        ReadOnlySpan<byte> wasiState, IReadOnlyDictionary<string, string> metadata, string? moduleName = null, bool includeModule = false)
     {
         var sw = Stopwatch.StartNew();
         var w = new RecordWriter(output);
         w.WriteHeader();
         w.Record(RecordKind.Module, b => StateCodec.WriteModule(b, ModuleIdentity.Sha256(instance.Module), instance.Module.Bytes.Length, moduleName));
+        if (includeModule) w.Record(RecordKind.ModuleCode, b => b.Write(instance.Module.Bytes.Span));
         w.Record(RecordKind.Metadata, b => StateCodec.WriteMetadata(b, metadata));
         w.Record(RecordKind.Globals, b => StateCodec.WriteGlobals(b, instance));
         w.Record(RecordKind.Tables, b => StateCodec.WriteTables(b, instance));
