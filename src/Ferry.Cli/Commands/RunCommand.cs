@@ -146,10 +146,21 @@ public static class RunCommand
 
     private static int Run(string path, string[] args, string? invoke, ulong? memMax, List<WasiPreopen> preopens, List<string> env)
     {
+        // FERRY_TIMING=1: print where start-up time goes (load = read + decode + validate; compile = IL emission;
+        // instantiate; run includes the JIT compiling each function on first call).
+        var timing = Environment.GetEnvironmentVariable("FERRY_TIMING") == "1";
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        void Phase(string name)
+        {
+            if (!timing) return;
+            Console.Error.WriteLine($"[timing] {name}: {clock.Elapsed.TotalMilliseconds:F1} ms");
+            clock.Restart();
+        }
         Module module;
         try
         {
             module = ModuleLoader.Load(path);
+            Phase("load (read, decode, validate)");
         }
         catch (Exception e) when (e is WasmException or IOException or UnauthorizedAccessException)
         {
@@ -179,13 +190,25 @@ public static class RunCommand
             }
             return WasmThread.Run(() =>
             {
-                var compiled = ModuleCompiler.Compile(module);
+                // FERRY_TIERED=1 (experiment, see docs/benchmarks.md): let the runtime tier compiled functions
+                // (quick first JIT, optimised later) instead of fully optimising each at its first call.
+                var compileOptions = Environment.GetEnvironmentVariable("FERRY_TIERED") == "1"
+                    ? CompileOptions.Default with { AggressiveOptimization = false }
+                    : CompileOptions.Default;
+                var compiled = ModuleCompiler.Compile(module, compileOptions);
+                Phase("compile (IL emission)");
                 var linker = new Linker();
                 var host = wasi is null ? null : WasiHost.Define(linker, wasi);
                 instance = Instance.Instantiate(compiled, linker, options);
                 host?.Bind(instance);
+                Phase("instantiate");
                 if (invoke is not null) return InvokeExport(instance, invoke, args);
-                if (host is not null && instance.Exports.ContainsKey("_start")) return host.RunStart();
+                if (host is not null && instance.Exports.ContainsKey("_start"))
+                {
+                    var code = host.RunStart();
+                    Phase("run (JIT on first calls + execution)");
+                    return code;
+                }
                 if (!instance.Exports.TryGetValue("_start", out var start) || start is not FuncRef startFn)
                 {
                     Console.Error.WriteLine($"ferry run: {path} has no _start export; use --invoke NAME to call an export");
