@@ -31,13 +31,17 @@ internal static class ClrTypes
 
     public static Type Return(FuncType t) => t.Results.Length == 0 ? typeof(void) : Of(t.Results[0]);
 
-    /// <summary>Parameter list of a compiled function: instance, call depth, then the WebAssembly parameters.</summary>
+    /// <summary>
+    /// Parameter list of a compiled function: the WebAssembly parameters, then the instance, then the call depth.
+    /// Arguments computed on the IL stack can then be passed as they are, with the two extra ones pushed after.
+    /// </summary>
     public static Type[] Parameters(FuncType t, Type instanceType)
     {
-        var ps = new Type[t.Parameters.Length + 2];
-        ps[0] = instanceType;
-        ps[1] = typeof(int);
-        for (var i = 0; i < t.Parameters.Length; i++) ps[i + 2] = Of(t.Parameters[i]);
+        var n = t.Parameters.Length;
+        var ps = new Type[n + 2];
+        for (var i = 0; i < n; i++) ps[i] = Of(t.Parameters[i]);
+        ps[n] = instanceType;
+        ps[n + 1] = typeof(int);
         return ps;
     }
 }

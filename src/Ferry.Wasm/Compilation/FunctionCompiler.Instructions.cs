@@ -108,7 +108,7 @@ internal sealed partial class FunctionCompiler
             case 0x25:
                 Prepare(1);
                 il.Emit(OpCodes.Ldc_I4, (int)ins.Index);
-                il.Emit(OpCodes.Ldarg_0);
+                EmitCtx();
                 il.Emit(OpCodes.Call, Members.TableGet);
                 Pop(1);
                 Push(module.Tables[(int)ins.Index].ElementType);
@@ -117,7 +117,8 @@ internal sealed partial class FunctionCompiler
                 EmitHelper(2, Members.TableSet, (int)ins.Index);
                 return;
             case 0x3F:
-                il.Emit(OpCodes.Ldloc, memSize!);
+                il.Emit(OpCodes.Ldloc, mem!);
+                il.Emit(OpCodes.Ldfld, Members.MemViewSize);
                 il.Emit(OpCodes.Ldc_I4, 16);
                 il.Emit(OpCodes.Shr_Un);
                 if (!layout.Memory64) il.Emit(OpCodes.Conv_I4);
@@ -126,15 +127,12 @@ internal sealed partial class FunctionCompiler
             case 0x40:
                 {
                     Prepare(1);
-                    il.Emit(OpCodes.Ldarg_0);
+                    EmitCtx();
                     il.Emit(OpCodes.Call, layout.Memory64 ? Members.Grow64 : Members.Grow32);
                     var t = Top;
                     Pop(1);
                     Push(t);
-                    il.Emit(OpCodes.Ldarg_0);
-                    il.Emit(OpCodes.Ldfld, Members.Memory0);
-                    il.Emit(OpCodes.Ldfld, Members.MemorySize);
-                    il.Emit(OpCodes.Stloc, memSize!);
+                    EmitRefreshMemory();
                     return;
                 }
             case 0x41:
@@ -188,7 +186,7 @@ internal sealed partial class FunctionCompiler
                 return;
             case 0xD2:
                 il.Emit(OpCodes.Ldc_I4, (int)ins.Index);
-                il.Emit(OpCodes.Ldarg_0);
+                EmitCtx();
                 il.Emit(OpCodes.Call, Members.RefFunc);
                 Push(ValueType.FuncRef);
                 return;
@@ -217,7 +215,7 @@ internal sealed partial class FunctionCompiler
     {
         Prepare(operands);
         foreach (var imm in immediates) il.Emit(OpCodes.Ldc_I4, imm);
-        il.Emit(OpCodes.Ldarg_0);
+        EmitCtx();
         il.Emit(OpCodes.Call, helper);
         Pop(operands);
     }
@@ -225,7 +223,7 @@ internal sealed partial class FunctionCompiler
     private void EmitGlobalGet(int index)
     {
         var t = module.GlobalTypes[index].Type;
-        il.Emit(OpCodes.Ldarg_0);
+        EmitCtx();
         il.Emit(OpCodes.Ldfld, layout.GlobalFields[index]);
         if (layout.GlobalIsCell[index]) il.Emit(OpCodes.Ldfld, Members.CellField(t));
         Push(t);
@@ -237,7 +235,7 @@ internal sealed partial class FunctionCompiler
         Prepare(1);
         var tmp = Scratch(t);
         il.Emit(OpCodes.Stloc, tmp);
-        il.Emit(OpCodes.Ldarg_0);
+        EmitCtx();
         if (layout.GlobalIsCell[index])
         {
             il.Emit(OpCodes.Ldfld, layout.GlobalFields[index]);
@@ -256,86 +254,92 @@ internal sealed partial class FunctionCompiler
     // Memory
     // ================================================================================================
 
-    /// <summary>With the address on top of the IL stack, leaves the checked native pointer there.</summary>
+    private bool Presence => layout.Options.PresenceChecks;
+    private bool Dirty => layout.Options.DirtyTracking;
+
+    /// <summary>With the address on top of the IL stack, leaves the checked native pointer to <paramref name="size"/> bytes there.</summary>
     private void EmitAddress(ulong offset, int size, bool isStore)
     {
-        il.Emit(OpCodes.Ldloc, memBase!);
-        il.Emit(OpCodes.Ldloc, memSize!);
+        il.Emit(OpCodes.Ldloc, mem!);
         il.Emit(OpCodes.Ldc_I8, unchecked((long)offset));
         il.Emit(OpCodes.Ldc_I8, (long)size);
-        if (presentMap is not null)
+        var m64 = layout.Memory64;
+        if (Presence)
         {
-            // Post-copy: presence first. Stores on such a destination are not dirty-tracked by this path;
-            // a destination is migrated again only after post-copy completes and the code is recompiled.
-            il.Emit(OpCodes.Ldloc, presentMap);
-            il.Emit(OpCodes.Ldarg_0);
-            il.Emit(OpCodes.Call, layout.Memory64 ? Members.At64Present : Members.At32Present);
-        }
-        else if (isStore && dirtyMap is not null)
-        {
-            il.Emit(OpCodes.Ldloc, dirtyMap);
-            il.Emit(OpCodes.Call, layout.Memory64 ? Members.At64Dirty : Members.At32Dirty);
+            EmitCtx();
+            il.Emit(OpCodes.Call, Members.MemAddr(m64, "AddrPresent"));
         }
         else
         {
-            il.Emit(OpCodes.Call, layout.Memory64 ? Members.At64 : Members.At32);
+            il.Emit(OpCodes.Call, Members.MemAddr(m64, isStore && Dirty ? "AddrDirty" : "Addr"));
         }
     }
+
+    /// <summary>The CLR type a load or store moves, and whether the value must be widened (loads) or narrowed (stores) to i64/from i64.</summary>
+    private static (Type Type, OpCode? Widen) LoadShape(int op) => op switch
+    {
+        0x28 => (typeof(int), null),
+        0x29 => (typeof(long), null),
+        0x2A => (typeof(float), null),
+        0x2B => (typeof(double), null),
+        0x2C => (typeof(sbyte), null),
+        0x2D => (typeof(byte), null),
+        0x2E => (typeof(short), null),
+        0x2F => (typeof(ushort), null),
+        0x30 => (typeof(sbyte), OpCodes.Conv_I8),
+        0x31 => (typeof(byte), OpCodes.Conv_U8),
+        0x32 => (typeof(short), OpCodes.Conv_I8),
+        0x33 => (typeof(ushort), OpCodes.Conv_U8),
+        0x34 => (typeof(int), OpCodes.Conv_I8),
+        0x35 => (typeof(uint), OpCodes.Conv_U8),
+        _ => throw new InvalidOperationException($"not a load: 0x{op:x}"),
+    };
+
+    private static (Type Type, bool Narrow) StoreShape(int op) => op switch
+    {
+        0x36 => (typeof(int), false),
+        0x37 => (typeof(long), false),
+        0x38 => (typeof(float), false),
+        0x39 => (typeof(double), false),
+        0x3A => (typeof(byte), false),
+        0x3B => (typeof(ushort), false),
+        0x3C => (typeof(byte), true),
+        0x3D => (typeof(ushort), true),
+        0x3E => (typeof(int), true),
+        _ => throw new InvalidOperationException($"not a store: 0x{op:x}"),
+    };
 
     private void EmitMemoryAccess(OpInfo info, in Instruction ins)
     {
         var op = ins.Opcode;
-        var size = info.AccessSize;
         var isStore = info.Pushes!.Length == 0;
         if (op >= Opcodes.SimdBase)
         {
             EmitSimdMemoryAccess(info, ins, isStore);
             return;
         }
+        var m64 = layout.Memory64;
         if (!isStore)
         {
             Prepare(1);
-            EmitAddress(ins.MemOffset, size, false);
-            switch (op)
-            {
-                case 0x28: il.Emit(OpCodes.Ldind_I4); break;
-                case 0x29: il.Emit(OpCodes.Ldind_I8); break;
-                case 0x2A: il.Emit(OpCodes.Ldind_R4); break;
-                case 0x2B: il.Emit(OpCodes.Ldind_R8); break;
-                case 0x2C: il.Emit(OpCodes.Ldind_I1); break;
-                case 0x2D: il.Emit(OpCodes.Ldind_U1); break;
-                case 0x2E: il.Emit(OpCodes.Ldind_I2); break;
-                case 0x2F: il.Emit(OpCodes.Ldind_U2); break;
-                case 0x30: il.Emit(OpCodes.Ldind_I1); il.Emit(OpCodes.Conv_I8); break;
-                case 0x31: il.Emit(OpCodes.Ldind_U1); il.Emit(OpCodes.Conv_U8); break;
-                case 0x32: il.Emit(OpCodes.Ldind_I2); il.Emit(OpCodes.Conv_I8); break;
-                case 0x33: il.Emit(OpCodes.Ldind_U2); il.Emit(OpCodes.Conv_U8); break;
-                case 0x34: il.Emit(OpCodes.Ldind_I4); il.Emit(OpCodes.Conv_I8); break;
-                case 0x35: il.Emit(OpCodes.Ldind_U4); il.Emit(OpCodes.Conv_U8); break;
-            }
+            var (type, widen) = LoadShape(op);
+            il.Emit(OpCodes.Ldloc, mem!);
+            il.Emit(OpCodes.Ldc_I8, unchecked((long)ins.MemOffset));
+            if (Presence) EmitCtx();
+            il.Emit(OpCodes.Call, Members.MemAccess(m64, Presence ? "LoadPresent" : "Load", type));
+            if (widen is { } w) il.Emit(w);
             Pop(1);
             Push(info.Pushes[0]);
             return;
         }
 
         Prepare(2);
-        var valueType = info.Pops![1];
-        var tmp = Scratch(valueType);
-        il.Emit(OpCodes.Stloc, tmp);
-        EmitAddress(ins.MemOffset, size, true);
-        il.Emit(OpCodes.Ldloc, tmp);
-        switch (op)
-        {
-            case 0x36: il.Emit(OpCodes.Stind_I4); break;
-            case 0x37: il.Emit(OpCodes.Stind_I8); break;
-            case 0x38: il.Emit(OpCodes.Stind_R4); break;
-            case 0x39: il.Emit(OpCodes.Stind_R8); break;
-            case 0x3A: il.Emit(OpCodes.Stind_I1); break;
-            case 0x3B: il.Emit(OpCodes.Stind_I2); break;
-            case 0x3C: il.Emit(OpCodes.Conv_I4); il.Emit(OpCodes.Stind_I1); break;
-            case 0x3D: il.Emit(OpCodes.Conv_I4); il.Emit(OpCodes.Stind_I2); break;
-            case 0x3E: il.Emit(OpCodes.Conv_I4); il.Emit(OpCodes.Stind_I4); break;
-        }
+        var (storeType, narrow) = StoreShape(op);
+        if (narrow) il.Emit(OpCodes.Conv_I4);
+        il.Emit(OpCodes.Ldloc, mem!);
+        il.Emit(OpCodes.Ldc_I8, unchecked((long)ins.MemOffset));
+        if (Presence) EmitCtx();
+        il.Emit(OpCodes.Call, Members.MemAccess(m64, Presence ? "StorePresent" : Dirty ? "StoreDirty" : "Store", storeType));
         Pop(2);
     }
 

@@ -50,6 +50,7 @@ internal sealed partial class FunctionCompiler
         public ValueType[] Stack = [];
         public Label Target;      // where a resumed frame continues
         public int Loop = -1;     // innermost enclosing loop, or -1
+        public int[] LiveLocals = [];
     }
 
     private sealed class LoopInfo
@@ -67,15 +68,15 @@ internal sealed partial class FunctionCompiler
     private readonly FuncType type;
     private readonly ILGenerator il;
     private readonly bool resume;
+    /// <summary>Resume compiles are specialised to the one safe point their frame stopped at.</summary>
+    private readonly int resumeAt;
     private readonly bool safePointsEnabled;
     private readonly ValueType[] localTypes;
     private readonly LocalBuilder?[] locals;
     private readonly int paramCount;
 
-    private LocalBuilder? memBase;
-    private LocalBuilder? memSize;
-    private LocalBuilder? dirtyMap;
-    private LocalBuilder? presentMap;
+    /// <summary>The function's <see cref="MemView"/> of linear memory (base, size, tracking maps).</summary>
+    private LocalBuilder? mem;
 
     private ValueType[] stack = new ValueType[32];
     /// <summary>Where each stack value came from, when that matters to avoid unsound JIT folds of floats.</summary>
@@ -100,15 +101,16 @@ internal sealed partial class FunctionCompiler
     private LocalBuilder? resumeTarget;
     private Label rewindEntry;
 
-    public FunctionCompiler(ModuleLayout layout, int functionIndex, ILGenerator il, bool resume)
+    public FunctionCompiler(ModuleLayout layout, int functionIndex, ILGenerator il, int resumeAt = -1)
     {
         this.layout = layout;
         module = layout.Module;
         this.functionIndex = functionIndex;
         type = module.FunctionType(functionIndex);
         this.il = il;
-        this.resume = resume;
-        safePointsEnabled = layout.Options.SafePoints || resume;
+        resume = resumeAt >= 0;
+        this.resumeAt = resumeAt;
+        safePointsEnabled = (layout.Options.SafePoints && layout.CanUnwind[functionIndex]) || resume;
         var body = module.Bodies[functionIndex - module.ImportedFunctionCount];
         paramCount = type.Parameters.Length;
         localTypes = new ValueType[paramCount + body.LocalCount];
@@ -127,33 +129,12 @@ internal sealed partial class FunctionCompiler
     {
         var body = module.Bodies[functionIndex - module.ImportedFunctionCount];
 
-        il.Emit(OpCodes.Ldarg_1);
+        EmitDepth();
         il.Emit(OpCodes.Call, Members.EnterCheck);
         if (layout.HasMemory)
         {
-            memBase = il.DeclareLocal(typeof(byte*));
-            memSize = il.DeclareLocal(typeof(ulong));
-            il.Emit(OpCodes.Ldarg_0);
-            il.Emit(OpCodes.Ldfld, Members.Memory0);
-            il.Emit(OpCodes.Dup);
-            il.Emit(OpCodes.Ldfld, Members.MemoryBase);
-            il.Emit(OpCodes.Stloc, memBase);
-            il.Emit(OpCodes.Ldfld, Members.MemorySize);
-            il.Emit(OpCodes.Stloc, memSize);
-            if (layout.Options.DirtyTracking)
-            {
-                dirtyMap = il.DeclareLocal(typeof(byte*));
-                il.Emit(OpCodes.Ldarg_0);
-                il.Emit(OpCodes.Ldfld, Members.DirtyPages);
-                il.Emit(OpCodes.Stloc, dirtyMap);
-            }
-            if (layout.Options.PresenceChecks)
-            {
-                presentMap = il.DeclareLocal(typeof(byte*));
-                il.Emit(OpCodes.Ldarg_0);
-                il.Emit(OpCodes.Ldfld, Members.PresentPages);
-                il.Emit(OpCodes.Stloc, presentMap);
-            }
+            mem = il.DeclareLocal(typeof(MemView));
+            EmitRefreshMemory();
         }
         if (resume)
         {
@@ -639,14 +620,29 @@ internal sealed partial class FunctionCompiler
 
     private void LoadLocal(int index)
     {
-        if (index < paramCount) il.Emit(OpCodes.Ldarg, (short)(index + 2));
+        if (index < paramCount) il.Emit(OpCodes.Ldarg, (short)index);
         else il.Emit(OpCodes.Ldloc, locals[index]!);
     }
 
     private void StoreLocal(int index)
     {
-        if (index < paramCount) il.Emit(OpCodes.Starg, (short)(index + 2));
+        if (index < paramCount) il.Emit(OpCodes.Starg, (short)index);
         else il.Emit(OpCodes.Stloc, locals[index]!);
+    }
+
+    /// <summary>The instance argument (after the WebAssembly parameters).</summary>
+    private void EmitCtx() => il.Emit(OpCodes.Ldarg, (short)paramCount);
+
+    /// <summary>The call depth argument (last).</summary>
+    private void EmitDepth() => il.Emit(OpCodes.Ldarg, (short)(paramCount + 1));
+
+    /// <summary>Pushes the instance and depth + 1: the trailing arguments of every call.</summary>
+    private void EmitCallTail()
+    {
+        EmitCtx();
+        EmitDepth();
+        il.Emit(OpCodes.Ldc_I4_1);
+        il.Emit(OpCodes.Add);
     }
 
     // ================================================================================================
@@ -656,26 +652,65 @@ internal sealed partial class FunctionCompiler
     private void EmitCall(int callee, int offset)
     {
         var t = module.FunctionType(callee);
+        if (callee >= module.ImportedFunctionCount)
+        {
+            EmitDirectCall(callee, t, offset);
+            return;
+        }
         EmitCallCommon(t, offset, callSequence: () =>
         {
-            if (callee < module.ImportedFunctionCount)
+            EmitCallThroughRef(t, () =>
             {
-                EmitCallThroughRef(t, () =>
+                EmitCtx();
+                il.Emit(OpCodes.Ldfld, layout.ImportFields[callee]);
+            });
+        }, calleeMayGrowMemory: layout.MemoryShared);
+    }
+
+    /// <summary>
+    /// A call to a function of this module. Its arguments stay on the IL stack when they are already there (a
+    /// frozen callee records its own parameters, so the call site needs only the values below the arguments).
+    /// </summary>
+    private void EmitDirectCall(int callee, FuncType t, int offset)
+    {
+        var n = t.Parameters.Length;
+        if (onIL > n)
+        {
+            // Values below the arguments are on the IL stack: they must be in slots across the call.
+            SpillAll();
+        }
+        Prepare(n);
+        var results = t.Results;
+        var canUnwind = safePointsEnabled && layout.CanUnwind[callee];
+        var afterResult = il.DefineLabel();
+        EmitCallTail();
+        il.Emit(OpCodes.Call, layout.Methods[callee]!);
+        Pop(n);
+        if (results.Length > 0) il.Emit(OpCodes.Stloc, CallResult(results[0]));
+        il.MarkLabel(afterResult);
+        if (canUnwind)
+        {
+            var sp0 = NewSafePoint(SafePointKind.InCall, stack.AsSpan(0, sp).ToArray(), offset);
+            EmitUnwindCheck(sp0);
+            if (resume && sp0.Id == resumeAt)
+            {
+                // Rewind: the callee rebuilds its own frames; its arguments come from its frame record.
+                sp0.Target = il.DefineLabel();
+                coldBlocks.Add(() =>
                 {
-                    il.Emit(OpCodes.Ldarg_0);
-                    il.Emit(OpCodes.Ldfld, layout.ImportFields[callee]);
+                    il.MarkLabel(sp0.Target);
+                    foreach (var p in t.Parameters) EmitDefault(p);
+                    EmitCallTail();
+                    EmitCtx();
+                    il.Emit(OpCodes.Call, Members.ResumeEntry);
+                    il.EmitCalli(OpCodes.Calli, CallingConventions.Standard, ClrTypes.Return(t), ClrTypes.Parameters(t, typeof(object)), null);
+                    if (results.Length > 0) il.Emit(OpCodes.Stloc, CallResult(results[0]));
+                    il.Emit(OpCodes.Br, afterResult);
                 });
             }
-            else
-            {
-                il.Emit(OpCodes.Ldarg_0);
-                il.Emit(OpCodes.Ldarg_1);
-                il.Emit(OpCodes.Ldc_I4_1);
-                il.Emit(OpCodes.Add);
-                LoadArgs(t);
-                il.Emit(OpCodes.Call, layout.Methods[callee]!);
-            }
-        });
+        }
+        PushResults(results);
+        if (layout.HasMemory && layout.MayGrowMemory[callee]) EmitRefreshMemory();
     }
 
     private void EmitCallIndirect(uint typeIndex, uint tableIndex, int offset)
@@ -690,7 +725,7 @@ internal sealed partial class FunctionCompiler
         {
             EmitCallThroughRef(t, () =>
             {
-                il.Emit(OpCodes.Ldarg_0);
+                EmitCtx();
                 il.Emit(OpCodes.Ldfld, Members.Tables);
                 il.Emit(OpCodes.Ldc_I4, (int)tableIndex);
                 il.Emit(OpCodes.Ldelem_Ref);
@@ -708,12 +743,12 @@ internal sealed partial class FunctionCompiler
         var fref = il.DeclareLocal(typeof(FuncRef));
         loadRef();
         il.Emit(OpCodes.Stloc, fref);
+        LoadArgs(t);
         il.Emit(OpCodes.Ldloc, fref);
         il.Emit(OpCodes.Ldfld, Members.FuncTarget);
-        il.Emit(OpCodes.Ldarg_1);
+        EmitDepth();
         il.Emit(OpCodes.Ldc_I4_1);
         il.Emit(OpCodes.Add);
-        LoadArgs(t);
         il.Emit(OpCodes.Ldloc, fref);
         il.Emit(OpCodes.Ldfld, Members.FuncCode);
         il.EmitCalli(OpCodes.Calli, CallingConventions.Standard, ClrTypes.Return(t), ClrTypes.Parameters(t, typeof(object)), null);
@@ -725,12 +760,50 @@ internal sealed partial class FunctionCompiler
         for (var i = 0; i < t.Parameters.Length; i++) il.Emit(OpCodes.Ldloc, Slot(from + i, t.Parameters[i]));
     }
 
+    /// <summary>Reloads the memory view (at entry, and after anything that may have grown memory).</summary>
+    private void EmitRefreshMemory()
+    {
+        EmitCtx();
+        il.Emit(OpCodes.Call, Members.MemViewOf);
+        il.Emit(OpCodes.Stloc, mem!);
+    }
+
+    /// <summary>After a call: did the callee unwind? Then this frame unwinds too (from a cold block).</summary>
+    private void EmitUnwindCheck(SafePoint s)
+    {
+        var cold = il.DefineLabel();
+        EmitCtx();
+        il.Emit(OpCodes.Volatile);
+        il.Emit(OpCodes.Ldfld, Members.Interrupt);
+        il.Emit(OpCodes.Ldc_I4, InstanceBase.Unwinding);
+        il.Emit(OpCodes.Beq, cold);
+        coldBlocks.Add(() =>
+        {
+            il.MarkLabel(cold);
+            EmitUnwind(s);
+        });
+    }
+
+    private void PushResults(ValueType[] results)
+    {
+        if (results.Length == 0) return;
+        il.Emit(OpCodes.Ldloc, CallResult(results[0]));
+        Push(results[0]);
+        for (var i = 1; i < results.Length; i++)
+        {
+            il.Emit(OpCodes.Ldc_I4, i);
+            il.Emit(OpCodes.Call, Members.MultiGet(results[i]));
+            Push(results[i]);
+        }
+    }
+
     /// <summary>
-    /// Shared shape of every call: spill, call, take the results, and (with safe points) check whether the
-    /// callee unwound — then this frame unwinds too, recording an "in call" safe point whose stack includes
-    /// the arguments, so a host call can be re-executed or a WebAssembly callee re-entered on resume.
+    /// Calls through a function reference (imports, call_indirect): spill everything, call, take the results,
+    /// and (with safe points) check whether the callee unwound — then this frame unwinds too, recording an "in
+    /// call" safe point whose stack includes the arguments, so a host call can be re-executed (it has no frame of
+    /// its own) or a WebAssembly callee re-entered on resume.
     /// </summary>
-    private void EmitCallCommon(FuncType t, int offset, Action callSequence, ValueType[]? extraStack = null)
+    private void EmitCallCommon(FuncType t, int offset, Action callSequence, ValueType[]? extraStack = null, bool calleeMayGrowMemory = true)
     {
         SpillAll();
         var callStart = il.DefineLabel();
@@ -743,43 +816,29 @@ internal sealed partial class FunctionCompiler
 
         if (safePointsEnabled)
         {
-            // Stack as the frame records it: everything below the call plus the arguments (and table index).
             var recorded = new ValueType[sp + (extraStack?.Length ?? 0)];
             Array.Copy(stack, recorded, sp);
             extraStack?.CopyTo(recorded, sp);
             var sp0 = NewSafePoint(SafePointKind.InCall, recorded, offset);
-            var cold = il.DefineLabel();
-            il.Emit(OpCodes.Ldarg_0);
-            il.Emit(OpCodes.Volatile);
-            il.Emit(OpCodes.Ldfld, Members.Interrupt);
-            il.Emit(OpCodes.Ldc_I4, InstanceBase.Unwinding);
-            il.Emit(OpCodes.Beq, cold);
-            coldBlocks.Add(() =>
+            EmitUnwindCheck(sp0);
+            if (resume && sp0.Id == resumeAt)
             {
-                il.MarkLabel(cold);
-                EmitUnwind(sp0);
-            });
-            if (resume)
-            {
-                // Rewind: rebuild the callee's frames (or re-execute a host call, which has none).
+                // Rewind: rebuild the callee's frames, or re-execute a host call (which has none).
                 sp0.Target = il.DefineLabel();
                 var spAtCall = sp;
                 coldBlocks.Add(() =>
                 {
                     il.MarkLabel(sp0.Target);
-                    il.Emit(OpCodes.Ldarg_0);
+                    EmitCtx();
                     il.Emit(OpCodes.Ldfld, Members.Frames);
                     il.Emit(OpCodes.Call, Members.IsRewinding);
                     il.Emit(OpCodes.Brfalse, callStart);
-                    il.Emit(OpCodes.Ldarg_0);
-                    il.Emit(OpCodes.Ldarg_1);
-                    il.Emit(OpCodes.Ldc_I4_1);
-                    il.Emit(OpCodes.Add);
                     var saveSp = sp;
                     sp = spAtCall;
                     LoadArgs(t);
                     sp = saveSp;
-                    il.Emit(OpCodes.Ldarg_0);
+                    EmitCallTail();
+                    EmitCtx();
                     il.Emit(OpCodes.Call, Members.ResumeEntry);
                     il.EmitCalli(OpCodes.Calli, CallingConventions.Standard, ClrTypes.Return(t), ClrTypes.Parameters(t, typeof(object)), null);
                     if (results.Length > 0) il.Emit(OpCodes.Stloc, CallResult(results[0]));
@@ -789,25 +848,8 @@ internal sealed partial class FunctionCompiler
         }
 
         sp -= t.Parameters.Length;
-        if (results.Length > 0)
-        {
-            il.Emit(OpCodes.Ldloc, CallResult(results[0]));
-            Push(results[0]);
-            for (var i = 1; i < results.Length; i++)
-            {
-                il.Emit(OpCodes.Ldc_I4, i);
-                il.Emit(OpCodes.Call, Members.MultiGet(results[i]));
-                Push(results[i]);
-            }
-        }
-        if (layout.HasMemory)
-        {
-            // The callee may have grown memory.
-            il.Emit(OpCodes.Ldarg_0);
-            il.Emit(OpCodes.Ldfld, Members.Memory0);
-            il.Emit(OpCodes.Ldfld, Members.MemorySize);
-            il.Emit(OpCodes.Stloc, memSize!);
-        }
+        PushResults(results);
+        if (layout.HasMemory && calleeMayGrowMemory) EmitRefreshMemory();
     }
 
     // ================================================================================================
@@ -818,6 +860,13 @@ internal sealed partial class FunctionCompiler
     {
         var s = new SafePoint { Id = safePoints.Count, Kind = kind, Stack = stackTypes, Loop = CurrentLoop(), Key = key };
         safePoints.Add(s);
+        var live = new List<int>();
+        for (var i = 0; i < localTypes.Length; i++)
+        {
+            if (liveness!.IsLive(key, i)) live.Add(i);
+        }
+        s.LiveLocals = [.. live];
+        layout.SafePoints.Register(functionIndex, s.Id, new SafePointLayout(stackTypes, s.LiveLocals));
         return s;
     }
 
@@ -827,7 +876,7 @@ internal sealed partial class FunctionCompiler
         var recorded = stack.AsSpan(0, sp).ToArray();
         var s = NewSafePoint(kind, recorded, key);
         var cold = il.DefineLabel();
-        il.Emit(OpCodes.Ldarg_0);
+        EmitCtx();
         il.Emit(OpCodes.Volatile);
         il.Emit(OpCodes.Ldfld, Members.Interrupt);
         il.Emit(OpCodes.Brtrue, cold);
@@ -841,30 +890,20 @@ internal sealed partial class FunctionCompiler
     }
 
     /// <summary>
-    /// The unwind path of one safe point: save its operand stack and its live locals, then join the shared tail
-    /// that completes the frame record and returns.
+    /// The unwind path of one safe point: one call to the shared save method for its shape, passing the operand
+    /// stack and the live locals as arguments; then return (the caller's call site notices and unwinds too).
     /// </summary>
     private void EmitUnwind(SafePoint s)
     {
-        for (var i = 0; i < s.Stack.Length; i++)
-        {
-            il.Emit(OpCodes.Ldarg_0);
-            il.Emit(OpCodes.Ldfld, Members.Frames);
-            il.Emit(OpCodes.Ldloc, Slot(i, s.Stack[i]));
-            il.Emit(OpCodes.Call, Members.SaveStack(s.Stack[i]));
-        }
-        for (var i = 0; i < localTypes.Length; i++)
-        {
-            if (!liveness!.IsLive(s.Key, i)) continue;
-            il.Emit(OpCodes.Ldarg_0);
-            il.Emit(OpCodes.Ldfld, Members.Frames);
-            LoadLocal(i);
-            il.Emit(OpCodes.Ldc_I4, i);
-            il.Emit(OpCodes.Call, Members.SaveLocal(localTypes[i]));
-        }
-        safePointId ??= il.DeclareLocal(typeof(int));
+        var types = new List<ValueType>(s.Stack.Length + s.LiveLocals.Length);
+        types.AddRange(s.Stack);
+        foreach (var l in s.LiveLocals) types.Add(localTypes[l]);
+        EmitCtx();
+        il.Emit(OpCodes.Ldc_I4, functionIndex);
         il.Emit(OpCodes.Ldc_I4, s.Id);
-        il.Emit(OpCodes.Stloc, safePointId);
+        for (var i = 0; i < s.Stack.Length; i++) il.Emit(OpCodes.Ldloc, Slot(i, s.Stack[i]));
+        foreach (var l in s.LiveLocals) LoadLocal(l);
+        il.Emit(OpCodes.Call, layout.Shapes!.Get(types));
         if (!unwindTailUsed)
         {
             unwindTail = il.DefineLabel();
@@ -876,89 +915,75 @@ internal sealed partial class FunctionCompiler
     private void EmitUnwindTail()
     {
         il.MarkLabel(unwindTail);
-        il.Emit(OpCodes.Ldarg_0);
-        il.Emit(OpCodes.Ldfld, Members.Frames);
-        il.Emit(OpCodes.Ldc_I4, functionIndex);
-        il.Emit(OpCodes.Ldloc, safePointId!);
-        il.Emit(OpCodes.Call, Members.EndFrame);
-        il.Emit(OpCodes.Ldarg_0);
-        il.Emit(OpCodes.Ldc_I4, InstanceBase.Unwinding);
-        il.Emit(OpCodes.Volatile);
-        il.Emit(OpCodes.Stfld, Members.Interrupt);
         EmitDefaultReturn();
     }
 
     /// <summary>
-    /// Resume compiles only: restore the frame, then go to its safe point — directly when it is outside any
-    /// loop, otherwise through the outermost enclosing loop's header, whose dispatcher forwards to the next
-    /// header in, and so on (every loop keeps a single entry, so the JIT still optimises it as a loop).
+    /// Resume compiles only: restore the frame of the one safe point this version is for, then go there —
+    /// directly when it is outside any loop, otherwise through the outermost enclosing loop's header, whose
+    /// dispatcher forwards to the next header in (every loop keeps a single entry, so it stays optimisable).
     /// </summary>
     private void EmitRewindDispatch()
     {
+        if (resumeAt >= safePoints.Count)
+        {
+            throw new FrameMismatchException($"function {functionIndex} has no safe point {resumeAt}");
+        }
+        var s = safePoints[resumeAt];
         il.MarkLabel(rewindEntry);
         var id = safePointId ??= il.DeclareLocal(typeof(int));
-        il.Emit(OpCodes.Ldarg_0);
+        EmitCtx();
         il.Emit(OpCodes.Ldfld, Members.Frames);
         il.Emit(OpCodes.Ldc_I4, functionIndex);
         il.Emit(OpCodes.Call, Members.BeginRewind);
         il.Emit(OpCodes.Stloc, id);
-        var restore = new Label[safePoints.Count];
-        for (var i = 0; i < restore.Length; i++) restore[i] = il.DefineLabel();
+        var ok = il.DefineLabel();
         il.Emit(OpCodes.Ldloc, id);
-        il.Emit(OpCodes.Switch, restore);
+        il.Emit(OpCodes.Ldc_I4, resumeAt);
+        il.Emit(OpCodes.Beq, ok);
         il.Emit(OpCodes.Ldc_I4, functionIndex);
         il.Emit(OpCodes.Ldloc, id);
         il.Emit(OpCodes.Call, Members.FrameMismatch);
         il.Emit(OpCodes.Throw);
-
-        foreach (var s in safePoints)
+        il.MarkLabel(ok);
+        foreach (var l in s.LiveLocals)
         {
-            il.MarkLabel(restore[s.Id]);
-            for (var i = 0; i < localTypes.Length; i++)
-            {
-                if (!liveness!.IsLive(s.Key, i)) continue;
-                il.Emit(OpCodes.Ldarg_0);
-                il.Emit(OpCodes.Ldfld, Members.Frames);
-                il.Emit(OpCodes.Ldc_I4, i);
-                il.Emit(OpCodes.Call, Members.LoadLocal(localTypes[i]));
-                StoreLocal(i);
-            }
-            for (var i = 0; i < s.Stack.Length; i++)
-            {
-                il.Emit(OpCodes.Ldarg_0);
-                il.Emit(OpCodes.Ldfld, Members.Frames);
-                il.Emit(OpCodes.Call, Members.LoadStack(s.Stack[i]));
-                il.Emit(OpCodes.Stloc, Slot(i, s.Stack[i]));
-            }
-            il.Emit(OpCodes.Ldarg_0);
+            EmitCtx();
             il.Emit(OpCodes.Ldfld, Members.Frames);
-            il.Emit(OpCodes.Call, Members.EndRewindFrame);
-            if (s.Loop < 0)
-            {
-                il.Emit(OpCodes.Br, s.Target);
-            }
-            else
-            {
-                var outer = s.Loop;
-                while (loops[outer].Parent >= 0) outer = loops[outer].Parent;
-                il.Emit(OpCodes.Ldc_I4, s.Id + 1);
-                il.Emit(OpCodes.Stloc, resumeTarget!);
-                il.Emit(OpCodes.Br, loops[outer].Header);
-            }
+            il.Emit(OpCodes.Ldc_I4, l);
+            il.Emit(OpCodes.Call, Members.LoadLocal(localTypes[l]));
+            StoreLocal(l);
+        }
+        for (var i = 0; i < s.Stack.Length; i++)
+        {
+            EmitCtx();
+            il.Emit(OpCodes.Ldfld, Members.Frames);
+            il.Emit(OpCodes.Call, Members.LoadStack(s.Stack[i]));
+            il.Emit(OpCodes.Stloc, Slot(i, s.Stack[i]));
+        }
+        EmitCtx();
+        il.Emit(OpCodes.Ldfld, Members.Frames);
+        il.Emit(OpCodes.Call, Members.EndRewindFrame);
+        if (s.Loop < 0)
+        {
+            il.Emit(OpCodes.Br, s.Target);
+        }
+        else
+        {
+            var outer = s.Loop;
+            while (loops[outer].Parent >= 0) outer = loops[outer].Parent;
+            il.Emit(OpCodes.Ldc_I4_1);
+            il.Emit(OpCodes.Stloc, resumeTarget!);
+            il.Emit(OpCodes.Br, loops[outer].Header);
         }
 
-        // Per-loop dispatchers. resumeTarget holds safe-point id + 1 (0 = not resuming).
+        // Per-loop dispatchers: loops on the way to the target forward one level in; no other loop is entered
+        // while resuming (resumeTarget is 1 only until the target is reached).
         for (var li = 0; li < loops.Count; li++)
         {
-            var loop = loops[li];
-            il.MarkLabel(loop.Dispatch);
-            foreach (var s in safePoints)
+            il.MarkLabel(loops[li].Dispatch);
+            if (s.Loop >= 0 && IsInside(s.Loop, li))
             {
-                if (s.Loop < 0 || !IsInside(s.Loop, li)) continue;
-                var next = il.DefineLabel();
-                il.Emit(OpCodes.Ldloc, resumeTarget!);
-                il.Emit(OpCodes.Ldc_I4, s.Id + 1);
-                il.Emit(OpCodes.Bne_Un, next);
                 if (s.Loop == li)
                 {
                     il.Emit(OpCodes.Ldc_I4_0);
@@ -971,12 +996,14 @@ internal sealed partial class FunctionCompiler
                     while (loops[child].Parent != li) child = loops[child].Parent;
                     il.Emit(OpCodes.Br, loops[child].Header);
                 }
-                il.MarkLabel(next);
             }
-            il.Emit(OpCodes.Ldc_I4, functionIndex);
-            il.Emit(OpCodes.Ldloc, resumeTarget!);
-            il.Emit(OpCodes.Call, Members.FrameMismatch);
-            il.Emit(OpCodes.Throw);
+            else
+            {
+                il.Emit(OpCodes.Ldc_I4, functionIndex);
+                il.Emit(OpCodes.Ldc_I4, resumeAt);
+                il.Emit(OpCodes.Call, Members.FrameMismatch);
+                il.Emit(OpCodes.Throw);
+            }
         }
     }
 

@@ -17,6 +17,16 @@ internal static class Members
     public static readonly FieldInfo DirtyPages = typeof(InstanceBase).GetField(nameof(InstanceBase.DirtyPages))!;
     public static readonly FieldInfo PresentPages = typeof(InstanceBase).GetField(nameof(InstanceBase.PresentPages))!;
     public static readonly FieldInfo MemoryBase = typeof(LinearMemory).GetField(nameof(LinearMemory.Base))!;
+    public static readonly MethodInfo MemViewOf = typeof(MemView).GetMethod(nameof(MemView.Of))!;
+    public static readonly FieldInfo MemViewSize = typeof(MemView).GetField(nameof(MemView.Size))!;
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(Type, string, Type), MethodInfo> Generic = new();
+
+    /// <summary>Mem32/Mem64 access helper <paramref name="name"/> instantiated for <paramref name="t"/>.</summary>
+    public static MethodInfo MemAccess(bool memory64, string name, Type t) =>
+        Generic.GetOrAdd((memory64 ? typeof(Mem64) : typeof(Mem32), name, t), static k => k.Item1.GetMethod(k.Item2)!.MakeGenericMethod(k.Item3));
+
+    public static MethodInfo MemAddr(bool memory64, string name) => Method(memory64 ? typeof(Mem64) : typeof(Mem32), name);
     public static readonly FieldInfo MemorySize = typeof(LinearMemory).GetField(nameof(LinearMemory.Size))!;
     public static readonly FieldInfo TableElements = typeof(Table).GetField(nameof(Table.Elements))!;
     public static readonly FieldInfo FuncCode = typeof(FuncRef).GetField(nameof(FuncRef.Code))!;
@@ -48,6 +58,9 @@ internal static class Members
     public static readonly MethodInfo EndFrame = Method(typeof(FrameStack), nameof(FrameStack.EndFrame));
 
     private static readonly string[] TypeSuffix = ["I32", "I64", "F32", "F64", "V128", "FuncRef", "ExternRef"];
+
+    public static MethodInfo PushValue(ValueType t) => Method(typeof(FrameStack), "PushValue" + TypeSuffix[ClrTypes.Index(t)]);
+    public static readonly MethodInfo CompleteSave = Method(typeof(RuntimeChecks), nameof(RuntimeChecks.CompleteSave));
 
     public static MethodInfo SaveLocal(ValueType t) => Method(typeof(FrameStack), "SaveLocal" + TypeSuffix[ClrTypes.Index(t)]);
     public static MethodInfo SaveStack(ValueType t) => Method(typeof(FrameStack), "SaveStack" + TypeSuffix[ClrTypes.Index(t)]);

@@ -23,12 +23,25 @@ public sealed class CompiledModule
             pointers[i] = layout.Methods[i]!.MethodHandle.GetFunctionPointer();
         }
         FunctionPointers = pointers;
-        ResumeEntries = new nint[module.FunctionCount];
     }
 
-    /// <summary>Entry points of resume-compiled functions (0 until needed); see <see cref="ResumeCompiler"/>.</summary>
-    internal nint[] ResumeEntries { get; }
+    /// <summary>Entry points of resume-compiled functions, per (function, safe point); see <see cref="ResumeCompiler"/>.</summary>
+    internal Dictionary<(int Function, int SafePoint), nint> ResumeEntries { get; } = [];
     internal object ResumeLock { get; } = new();
+
+    /// <summary>The layout of every safe point of the module's code.</summary>
+    public SafePointTable SafePoints => Layout.SafePoints;
+
+    /// <summary>Entry of the resume version of <paramref name="function"/> for a frame stopped at <paramref name="safePoint"/>.</summary>
+    public nint ResumeEntry(int function, int safePoint)
+    {
+        lock (ResumeLock)
+        {
+            return ResumeEntries.TryGetValue((function, safePoint), out var e)
+                ? e
+                : throw new Runtime.FrameMismatchException($"no resume code for function {function} at safe point {safePoint}");
+        }
+    }
 
     public Module Module { get; }
     internal ModuleLayout Layout { get; }
@@ -42,8 +55,11 @@ public sealed class CompiledModule
     public int FunctionIndexOf(MethodBase method)
     {
         if (method.DeclaringType != InstanceType && method.DeclaringType?.Assembly != InstanceType.Assembly) return -1;
-        var at = method.Name.LastIndexOf('@');
-        return at >= 0 && int.TryParse(method.Name.AsSpan(at + 1), out var i) ? i : -1;
+        var name = method.Name.AsSpan();
+        var hash = name.IndexOf('#');
+        if (hash >= 0) name = name[..hash];
+        var at = name.LastIndexOf('@');
+        return at >= 0 && int.TryParse(name[(at + 1)..], out var i) ? i : -1;
     }
 }
 
@@ -89,8 +105,15 @@ public static class ModuleCompiler
             builders[i] = mb;
         }
 
+        var mayGrow = MemoryGrowthAnalysis.Analyze(module);
+        var canUnwind = MemoryGrowthAnalysis.CanUnwind(module);
+        var safePoints = new SafePointTable();
         var buildLayout = new ModuleLayout
         {
+            MayGrowMemory = mayGrow,
+            CanUnwind = canUnwind,
+            SafePoints = safePoints,
+            Shapes = new SaveShapes(tb, null),
             Module = module,
             InstanceType = tb,
             Methods = builders,
@@ -101,7 +124,7 @@ public static class ModuleCompiler
         };
         for (var i = module.ImportedFunctionCount; i < module.FunctionCount; i++)
         {
-            new FunctionCompiler(buildLayout, i, builders[i]!.GetILGenerator(), resume: false).Compile();
+            new FunctionCompiler(buildLayout, i, builders[i]!.GetILGenerator()).Compile();
         }
 
         var created = tb.CreateType();
@@ -112,6 +135,9 @@ public static class ModuleCompiler
         }
         var layout = new ModuleLayout
         {
+            MayGrowMemory = mayGrow,
+            CanUnwind = canUnwind,
+            SafePoints = safePoints,
             Module = module,
             InstanceType = created,
             Methods = methods,

@@ -47,7 +47,18 @@ internal sealed class ModuleLayout
     /// <summary>Field holding the FuncRef of every imported function.</summary>
     public required FieldInfo[] ImportFields { get; init; }
     public required CompileOptions Options { get; init; }
+    /// <summary>Per function: may calling it grow memory? (See <see cref="MemoryGrowthAnalysis"/>.) Imports: see <see cref="MemoryShared"/>.</summary>
+    public required bool[] MayGrowMemory { get; init; }
+    /// <summary>Per function: can it be frozen inside? Functions that cannot have no safe points.</summary>
+    public required bool[] CanUnwind { get; init; }
+    /// <summary>Layouts of all safe points (shared by the normal and the resume compiles).</summary>
+    public required SafePointTable SafePoints { get; init; }
+    /// <summary>Where shared save methods are defined (null once the module's type is created).</summary>
+    public SaveShapes? Shapes { get; init; }
 
     public bool HasMemory => Module.Memories.Length > 0;
+
+    /// <summary>Imported or exported memory: code elsewhere (another module, the host) may grow it during an import call.</summary>
+    public bool MemoryShared => HasMemory && (Module.ImportedMemoryCount > 0 || Module.Exports.Any(e => e.Kind == ExternalKind.Memory));
     public bool Memory64 => HasMemory && Module.Memories[0].Is64;
 }

@@ -12,34 +12,51 @@ internal static class ResumeCompiler
 {
     private static int counter;
 
-    public static void EnsureCompiled(CompiledModule compiled, IEnumerable<int> functions)
+    public static void EnsureCompiled(CompiledModule compiled, IEnumerable<(int Function, int SafePoint)> frames)
     {
         lock (compiled.ResumeLock)
         {
             var entries = compiled.ResumeEntries;
-            var needed = functions.Where(f => f >= compiled.Module.ImportedFunctionCount && f < compiled.Module.FunctionCount && entries[f] == 0)
+            var needed = frames.Where(f => f.Function >= compiled.Module.ImportedFunctionCount && f.Function < compiled.Module.FunctionCount && !entries.ContainsKey(f))
                 .Distinct().Order().ToList();
             if (needed.Count == 0) return;
+            foreach (var (f, sp) in needed)
+            {
+                if (!compiled.SafePoints.Contains(f, sp)) throw new Runtime.FrameMismatchException($"function {f} has no safe point {sp}");
+            }
 
-            var layout = compiled.Layout;
             var n = Interlocked.Increment(ref counter);
             var name = new AssemblyName($"Ferry.Wasm.Resume{n}");
-            var access = layout.Options.Collectible ? AssemblyBuilderAccess.RunAndCollect : AssemblyBuilderAccess.Run;
+            var access = compiled.Options.Collectible ? AssemblyBuilderAccess.RunAndCollect : AssemblyBuilderAccess.Run;
             var tb = AssemblyBuilder.DefineDynamicAssembly(name, access).DefineDynamicModule(name.Name!)
                 .DefineType("Resume", TypeAttributes.Public | TypeAttributes.Sealed | TypeAttributes.Abstract);
-            var builders = new Dictionary<int, MethodBuilder>();
-            foreach (var f in needed)
+            var layout = new ModuleLayout
+            {
+                Module = compiled.Layout.Module,
+                InstanceType = compiled.Layout.InstanceType,
+                Methods = compiled.Layout.Methods,
+                GlobalFields = compiled.Layout.GlobalFields,
+                GlobalIsCell = compiled.Layout.GlobalIsCell,
+                ImportFields = compiled.Layout.ImportFields,
+                Options = compiled.Layout.Options,
+                MayGrowMemory = compiled.Layout.MayGrowMemory,
+                CanUnwind = compiled.Layout.CanUnwind,
+                SafePoints = compiled.Layout.SafePoints,
+                Shapes = new SaveShapes(tb, compiled.Layout.InstanceType),
+            };
+            var builders = new Dictionary<(int, int), MethodBuilder>();
+            foreach (var (f, sp) in needed)
             {
                 var t = compiled.Module.FunctionType(f);
-                var mb = tb.DefineMethod(ModuleCompiler.MethodName(compiled.Module, f), MethodAttributes.Public | MethodAttributes.Static,
+                var mb = tb.DefineMethod($"{ModuleCompiler.MethodName(compiled.Module, f)}#resume{sp}", MethodAttributes.Public | MethodAttributes.Static,
                     ClrTypes.Return(t), ClrTypes.Parameters(t, layout.InstanceType));
-                builders[f] = mb;
-                new FunctionCompiler(layout, f, mb.GetILGenerator(), resume: true).Compile();
+                builders[(f, sp)] = mb;
+                new FunctionCompiler(layout, f, mb.GetILGenerator(), resumeAt: sp).Compile();
             }
             var created = tb.CreateType();
-            foreach (var (f, mb) in builders)
+            foreach (var (key, mb) in builders)
             {
-                entries[f] = created.GetMethod(mb.Name, BindingFlags.Public | BindingFlags.Static)!.MethodHandle.GetFunctionPointer();
+                entries[key] = created.GetMethod(mb.Name, BindingFlags.Public | BindingFlags.Static)!.MethodHandle.GetFunctionPointer();
             }
         }
     }

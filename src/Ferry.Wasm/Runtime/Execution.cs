@@ -49,14 +49,13 @@ public static class Execution
                 throw new FrameMismatchException($"frame names function {f.FunctionIndex}, which this module does not define");
             }
         }
-        ResumeCompiler.EnsureCompiled(compiled, frames.Select(f => f.FunctionIndex));
+        ResumeCompiler.EnsureCompiled(compiled, frames.Select(f => (f.FunctionIndex, f.SafePoint)));
         var state = instance.State;
-        state.ResumeEntries = compiled.ResumeEntries;
         state.ClearInterrupt();
         state.Frames.StartRewind(frames);
         var outermost = frames[^1].FunctionIndex;
         var type = module.FunctionType(outermost);
-        var entry = new FuncRef(compiled.ResumeEntries[outermost], state, type, instance, outermost);
+        var entry = new FuncRef(compiled.ResumeEntry(outermost, frames[^1].SafePoint), state, type, instance, outermost);
         // The outermost frame's arguments are restored from its record; these placeholders are never read.
         var placeholders = type.Parameters.Select(WasmValue.Default).ToArray();
         WasmValue[] results;

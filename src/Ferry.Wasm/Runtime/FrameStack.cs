@@ -43,6 +43,7 @@ public sealed class FrameStack
 {
     private readonly List<FrameRecord> frames = [];
     private readonly List<LocalValue> locals = [];
+    private readonly List<WasmValue> pending = [];
     private readonly List<WasmValue> stack = [];
     private FrameRecord? current;
     private int localCursor, stackCursor;
@@ -56,6 +57,7 @@ public sealed class FrameStack
     public void Clear()
     {
         frames.Clear();
+        pending.Clear();
         locals.Clear();
         stack.Clear();
         rewindIndex = -1;
@@ -92,6 +94,33 @@ public sealed class FrameStack
     [MethodImpl(MethodImplOptions.NoInlining)]
     public void SaveLocalExternRef(object? v, int index) => locals.Add(new LocalValue(index, WasmValue.FromRef(ValueType.ExternRef, v)));
 
+    // ---- unwinding through a shared save method: values first, layout from the safe-point table ----
+    public void PushValueI32(int v) => pending.Add(WasmValue.FromI32(v));
+    public void PushValueI64(long v) => pending.Add(WasmValue.FromI64(v));
+    public void PushValueF32(float v) => pending.Add(WasmValue.FromF32(v));
+    public void PushValueF64(double v) => pending.Add(WasmValue.FromF64(v));
+    public void PushValueV128(Vector128<byte> v) => pending.Add(WasmValue.FromV128(v));
+    public void PushValueFuncRef(object? v) => pending.Add(WasmValue.FromRef(ValueType.FuncRef, v));
+    public void PushValueExternRef(object? v) => pending.Add(WasmValue.FromRef(ValueType.ExternRef, v));
+
+    /// <summary>Turns the pushed values into a frame: the first <c>layout.Stack.Length</c> are the operand stack, the rest the live locals.</summary>
+    public void CompletePending(int functionIndex, int safePoint, Compilation.SafePointLayout layout)
+    {
+        var stackCount = layout.Stack.Length;
+        if (pending.Count != stackCount + layout.LiveLocals.Length)
+        {
+            var got = pending.Count;
+            pending.Clear();
+            throw new FrameMismatchException($"function {functionIndex} safe point {safePoint}: {got} values for a layout of {stackCount + layout.LiveLocals.Length}");
+        }
+        var stackValues = new WasmValue[stackCount];
+        for (var i = 0; i < stackCount; i++) stackValues[i] = pending[i];
+        var localValues = new LocalValue[layout.LiveLocals.Length];
+        for (var i = 0; i < localValues.Length; i++) localValues[i] = new LocalValue(layout.LiveLocals[i], pending[stackCount + i]);
+        pending.Clear();
+        frames.Add(new FrameRecord(functionIndex, safePoint, localValues, stackValues));
+    }
+
     /// <summary>Completes the frame whose values were just saved.</summary>
     public void EndFrame(int functionIndex, int safePoint)
     {
@@ -112,6 +141,9 @@ public sealed class FrameStack
 
     /// <summary>The function the next frame to rebuild belongs to.</summary>
     public int NextRewindFunction => rewindIndex >= 0 ? frames[rewindIndex].FunctionIndex : -1;
+
+    /// <summary>The safe point of the next frame to rebuild.</summary>
+    public int NextRewindSafePoint => rewindIndex >= 0 ? frames[rewindIndex].SafePoint : -1;
 
     /// <summary>Called on entry of a resume-compiled function: takes its frame and returns the safe-point id.</summary>
     public int BeginRewind(int functionIndex)

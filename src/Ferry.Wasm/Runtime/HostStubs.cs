@@ -39,9 +39,9 @@ internal static class HostStubs
         var tb = ab.DefineDynamicModule(name.Name!).DefineType("Stub", TypeAttributes.Public | TypeAttributes.Sealed | TypeAttributes.Abstract);
         var mb = tb.DefineMethod("Invoke", MethodAttributes.Public | MethodAttributes.Static, ClrTypes.Return(type), ClrTypes.Parameters(type, typeof(object)));
         var il = mb.GetILGenerator();
-        il.Emit(OpCodes.Ldarg_0);
+        il.Emit(OpCodes.Ldarg, (short)type.Parameters.Length);
         il.Emit(OpCodes.Castclass, delegateType);
-        for (var i = 0; i < type.Parameters.Length; i++) il.Emit(OpCodes.Ldarg, (short)(i + 2));
+        for (var i = 0; i < type.Parameters.Length; i++) il.Emit(OpCodes.Ldarg, (short)i);
         il.Emit(OpCodes.Callvirt, invoke);
         il.Emit(OpCodes.Ret);
         var created = tb.CreateType();
@@ -73,9 +73,6 @@ internal static class Invokers
     {
         var dm = new DynamicMethod("invoke", typeof(void), [typeof(FuncRef), typeof(WasmValue[]), typeof(WasmValue[])], typeof(Invokers).Module, skipVisibility: true);
         var il = dm.GetILGenerator();
-        il.Emit(OpCodes.Ldarg_0);
-        il.Emit(OpCodes.Ldfld, typeof(FuncRef).GetField(nameof(FuncRef.Target))!);
-        il.Emit(OpCodes.Ldc_I4_0);
         for (var i = 0; i < t.Parameters.Length; i++)
         {
             il.Emit(OpCodes.Ldarg_1);
@@ -83,6 +80,9 @@ internal static class Invokers
             il.Emit(OpCodes.Ldelema, typeof(WasmValue));
             il.Emit(OpCodes.Call, Getter(t.Parameters[i]));
         }
+        il.Emit(OpCodes.Ldarg_0);
+        il.Emit(OpCodes.Ldfld, typeof(FuncRef).GetField(nameof(FuncRef.Target))!);
+        il.Emit(OpCodes.Ldc_I4_0);
         il.Emit(OpCodes.Ldarg_0);
         il.Emit(OpCodes.Ldfld, typeof(FuncRef).GetField(nameof(FuncRef.Code))!);
         il.EmitCalli(OpCodes.Calli, CallingConventions.Standard, ClrTypes.Return(t), ClrTypes.Parameters(t, typeof(object)), null);

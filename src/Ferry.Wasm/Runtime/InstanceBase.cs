@@ -53,8 +53,6 @@ public abstract class InstanceBase
     /// <summary>Fetches missing pages for code compiled with presence checks (post-copy destinations).</summary>
     public IMissingPageHandler? MissingPages;
 
-    /// <summary>Entry points of resume-compiled functions by function index, set while an instance is being restored.</summary>
-    public nint[]? ResumeEntries;
 
     public Instance Owner { get; internal set; } = null!;
 

@@ -72,7 +72,7 @@ public static unsafe class MemoryOps
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void FetchMissing(InstanceBase ctx, ulong ea, ulong n) => ctx.MissingPages!.EnsurePresent(ea, n);
+    internal static void FetchMissing(InstanceBase ctx, ulong ea, ulong n) => ctx.MissingPages!.EnsurePresent(ea, n);
 
     /// <summary>Bulk operations and the host make whole ranges present first (no-op unless presence is tracked).</summary>
     public static void EnsurePresent(InstanceBase ctx, ulong start, ulong length)

@@ -43,16 +43,15 @@ public static class RuntimeChecks
     public static Exception BadSafePoint(int functionIndex, int safePoint) =>
         new FrameMismatchException($"function {functionIndex} has no safe point {safePoint}");
 
-    /// <summary>Entry point of the resume-compiled version of the function whose frame is rebuilt next.</summary>
-    public static nint NextResumeEntry(InstanceBase ctx)
+    /// <summary>Entry point of the resume-compiled version of the frame that is rebuilt next.</summary>
+    public static nint NextResumeEntry(InstanceBase ctx) =>
+        ctx.Owner.Compiled.ResumeEntry(ctx.Frames.NextRewindFunction, ctx.Frames.NextRewindSafePoint);
+
+    /// <summary>Called by the shared save methods: completes the frame from the safe-point table and starts unwinding.</summary>
+    public static void CompleteSave(InstanceBase ctx, int function, int safePoint)
     {
-        var f = ctx.Frames.NextRewindFunction;
-        var entries = ctx.ResumeEntries;
-        if (f < 0 || entries is null || (uint)f >= (uint)entries.Length || entries[f] == 0)
-        {
-            throw new FrameMismatchException($"no resume code for function {f}");
-        }
-        return entries[f];
+        ctx.Frames.CompletePending(function, safePoint, ctx.Owner.Compiled.SafePoints.Get(function, safePoint));
+        ctx.Interrupt = InstanceBase.Unwinding;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static int SelectI32(int a, int b, int c) => c != 0 ? a : b;

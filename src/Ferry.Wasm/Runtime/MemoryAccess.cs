@@ -1,0 +1,143 @@
+using System.Runtime.CompilerServices;
+
+namespace Ferry.Wasm.Runtime;
+
+/// <summary>
+/// What compiled code needs to reach linear memory, in one struct local: base, current size, and the tracking
+/// maps. Passing it by value to the inlined access helpers lets the JIT keep all four in registers, and costs one
+/// IL local reference per access (RyuJIT gives up optimising methods with more than 8,000 of them).
+/// </summary>
+public unsafe struct MemView
+{
+    public byte* Base;
+    public ulong Size;
+    public byte* Dirty;
+    public byte* Present;
+
+    /// <summary>The current view of an instance's memory (compiled code refreshes it after memory may have grown).</summary>
+    public static MemView Of(InstanceBase ctx)
+    {
+        var m = ctx.Memory0!;
+        return new MemView { Base = m.Base, Size = m.Size, Dirty = ctx.DirtyPages, Present = ctx.PresentPages };
+    }
+}
+
+/// <summary>
+/// Loads and stores for 32-bit memories, generic over the accessed type (i32.load8_s is Load&lt;sbyte&gt;: the IL
+/// stack widens small integers itself). One helper per access keeps the emitted IL small; the JIT inlines them.
+/// </summary>
+public static unsafe class Mem32
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static byte* Addr(int addr, MemView m, ulong offset, ulong n)
+    {
+        var ea = (ulong)(uint)addr + offset;
+        if (ea + n > m.Size) Trap.OutOfBoundsMemory();
+        return m.Base + ea;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static T Load<T>(int addr, MemView m, ulong offset) where T : unmanaged =>
+        Unsafe.ReadUnaligned<T>(Addr(addr, m, offset, (ulong)sizeof(T)));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Store<T>(int addr, T value, MemView m, ulong offset) where T : unmanaged =>
+        Unsafe.WriteUnaligned(Addr(addr, m, offset, (ulong)sizeof(T)), value);
+
+    /// <summary>Address of a store under write tracking: marks the page(s) in the dirty map.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static byte* AddrDirty(int addr, MemView m, ulong offset, ulong n)
+    {
+        var ea = (ulong)(uint)addr + offset;
+        if (ea + n > m.Size) Trap.OutOfBoundsMemory();
+        m.Dirty[ea >> 12] = 1;
+        m.Dirty[(ea + n - 1) >> 12] = 1;
+        return m.Base + ea;
+    }
+
+    /// <summary>Store with compiler-based write tracking: marks the page(s) written in the dirty map.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreDirty<T>(int addr, T value, MemView m, ulong offset) where T : unmanaged
+    {
+        var ea = (ulong)(uint)addr + offset;
+        if (ea + (ulong)sizeof(T) > m.Size) Trap.OutOfBoundsMemory();
+        m.Dirty[ea >> 12] = 1;
+        m.Dirty[(ea + (ulong)sizeof(T) - 1) >> 12] = 1;
+        Unsafe.WriteUnaligned(m.Base + ea, value);
+    }
+
+    /// <summary>Address with a presence check (post-copy destination): missing pages are fetched first.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static byte* AddrPresent(int addr, MemView m, ulong offset, ulong n, InstanceBase ctx)
+    {
+        var ea = (ulong)(uint)addr + offset;
+        if (ea + n > m.Size) Trap.OutOfBoundsMemory();
+        if ((m.Present[ea >> 12] & m.Present[(ea + n - 1) >> 12]) == 0) MemoryOps.FetchMissing(ctx, ea, n);
+        return m.Base + ea;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static T LoadPresent<T>(int addr, MemView m, ulong offset, InstanceBase ctx) where T : unmanaged =>
+        Unsafe.ReadUnaligned<T>(AddrPresent(addr, m, offset, (ulong)sizeof(T), ctx));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StorePresent<T>(int addr, T value, MemView m, ulong offset, InstanceBase ctx) where T : unmanaged =>
+        Unsafe.WriteUnaligned(AddrPresent(addr, m, offset, (ulong)sizeof(T), ctx), value);
+}
+
+/// <summary>The same for 64-bit memories, where address + offset may overflow.</summary>
+public static unsafe class Mem64
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static byte* Addr(long addr, MemView m, ulong offset, ulong n)
+    {
+        var ea = (ulong)addr + offset;
+        if (ea < offset || ea > m.Size || m.Size - ea < n) Trap.OutOfBoundsMemory();
+        return m.Base + ea;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static T Load<T>(long addr, MemView m, ulong offset) where T : unmanaged =>
+        Unsafe.ReadUnaligned<T>(Addr(addr, m, offset, (ulong)sizeof(T)));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Store<T>(long addr, T value, MemView m, ulong offset) where T : unmanaged =>
+        Unsafe.WriteUnaligned(Addr(addr, m, offset, (ulong)sizeof(T)), value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static byte* AddrDirty(long addr, MemView m, ulong offset, ulong n)
+    {
+        var p = Addr(addr, m, offset, n);
+        var ea = (ulong)(p - m.Base);
+        m.Dirty[ea >> 12] = 1;
+        m.Dirty[(ea + n - 1) >> 12] = 1;
+        return p;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreDirty<T>(long addr, T value, MemView m, ulong offset) where T : unmanaged
+    {
+        var p = Addr(addr, m, offset, (ulong)sizeof(T));
+        var ea = (ulong)(p - m.Base);
+        m.Dirty[ea >> 12] = 1;
+        m.Dirty[(ea + (ulong)sizeof(T) - 1) >> 12] = 1;
+        Unsafe.WriteUnaligned(p, value);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static byte* AddrPresent(long addr, MemView m, ulong offset, ulong n, InstanceBase ctx)
+    {
+        var p = Addr(addr, m, offset, n);
+        var ea = (ulong)(p - m.Base);
+        if ((m.Present[ea >> 12] & m.Present[(ea + n - 1) >> 12]) == 0) MemoryOps.FetchMissing(ctx, ea, n);
+        return p;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static T LoadPresent<T>(long addr, MemView m, ulong offset, InstanceBase ctx) where T : unmanaged =>
+        Unsafe.ReadUnaligned<T>(AddrPresent(addr, m, offset, (ulong)sizeof(T), ctx));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StorePresent<T>(long addr, T value, MemView m, ulong offset, InstanceBase ctx) where T : unmanaged =>
+        Unsafe.WriteUnaligned(AddrPresent(addr, m, offset, (ulong)sizeof(T), ctx), value);
+}
