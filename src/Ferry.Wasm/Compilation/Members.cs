@@ -71,12 +71,6 @@ internal static class Members
     public static MethodInfo MultiSet(ValueType t) => Method(typeof(MultiReturn), "Set" + MultiSuffix[ClrTypes.Index(t)]);
     public static MethodInfo MultiGet(ValueType t) => Method(typeof(MultiReturn), "Get" + MultiSuffix[ClrTypes.Index(t)]);
 
-    public static readonly MethodInfo At32 = Method(typeof(MemoryOps), nameof(MemoryOps.At32));
-    public static readonly MethodInfo At64 = Method(typeof(MemoryOps), nameof(MemoryOps.At64));
-    public static readonly MethodInfo At32Dirty = Method(typeof(MemoryOps), nameof(MemoryOps.At32Dirty));
-    public static readonly MethodInfo At64Dirty = Method(typeof(MemoryOps), nameof(MemoryOps.At64Dirty));
-    public static readonly MethodInfo At32Present = Method(typeof(MemoryOps), nameof(MemoryOps.At32Present));
-    public static readonly MethodInfo At64Present = Method(typeof(MemoryOps), nameof(MemoryOps.At64Present));
     public static readonly MethodInfo MemFill32 = Method(typeof(MemoryOps), nameof(MemoryOps.Fill32));
     public static readonly MethodInfo MemFill64 = Method(typeof(MemoryOps), nameof(MemoryOps.Fill64));
     public static readonly MethodInfo MemCopy32 = Method(typeof(MemoryOps), nameof(MemoryOps.Copy32));

@@ -32,7 +32,7 @@ public static unsafe class Mem32
     public static byte* Addr(int addr, MemView m, ulong offset, ulong n)
     {
         var ea = (ulong)(uint)addr + offset;
-        if (ea + n > m.Size) Trap.OutOfBoundsMemory();
+        if (ea + n > m.Size) throw TrapFactory.OutOfBoundsMemory();
         return m.Base + ea;
     }
 
@@ -49,7 +49,7 @@ public static unsafe class Mem32
     public static byte* AddrDirty(int addr, MemView m, ulong offset, ulong n)
     {
         var ea = (ulong)(uint)addr + offset;
-        if (ea + n > m.Size) Trap.OutOfBoundsMemory();
+        if (ea + n > m.Size) throw TrapFactory.OutOfBoundsMemory();
         m.Dirty[ea >> 12] = 1;
         m.Dirty[(ea + n - 1) >> 12] = 1;
         return m.Base + ea;
@@ -60,7 +60,7 @@ public static unsafe class Mem32
     public static void StoreDirty<T>(int addr, T value, MemView m, ulong offset) where T : unmanaged
     {
         var ea = (ulong)(uint)addr + offset;
-        if (ea + (ulong)sizeof(T) > m.Size) Trap.OutOfBoundsMemory();
+        if (ea + (ulong)sizeof(T) > m.Size) throw TrapFactory.OutOfBoundsMemory();
         m.Dirty[ea >> 12] = 1;
         m.Dirty[(ea + (ulong)sizeof(T) - 1) >> 12] = 1;
         Unsafe.WriteUnaligned(m.Base + ea, value);
@@ -71,7 +71,7 @@ public static unsafe class Mem32
     public static byte* AddrPresent(int addr, MemView m, ulong offset, ulong n, InstanceBase ctx)
     {
         var ea = (ulong)(uint)addr + offset;
-        if (ea + n > m.Size) Trap.OutOfBoundsMemory();
+        if (ea + n > m.Size) throw TrapFactory.OutOfBoundsMemory();
         if ((m.Present[ea >> 12] & m.Present[(ea + n - 1) >> 12]) == 0) MemoryOps.FetchMissing(ctx, ea, n);
         return m.Base + ea;
     }
@@ -92,7 +92,7 @@ public static unsafe class Mem64
     public static byte* Addr(long addr, MemView m, ulong offset, ulong n)
     {
         var ea = (ulong)addr + offset;
-        if (ea < offset || ea > m.Size || m.Size - ea < n) Trap.OutOfBoundsMemory();
+        if (ea < offset || ea > m.Size || m.Size - ea < n) throw TrapFactory.OutOfBoundsMemory();
         return m.Base + ea;
     }
 

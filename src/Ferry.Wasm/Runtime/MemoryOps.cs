@@ -9,68 +9,6 @@ namespace Ferry.Wasm.Runtime;
 /// </summary>
 public static unsafe class MemoryOps
 {
-    /// <summary>Address of an <paramref name="n"/>-byte access at i32 address <paramref name="addr"/> + <paramref name="offset"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static byte* At32(int addr, byte* memBase, ulong size, ulong offset, ulong n)
-    {
-        var ea = (ulong)(uint)addr + offset;
-        if (ea + n > size) Trap.OutOfBoundsMemory();
-        return memBase + ea;
-    }
-
-    /// <summary>As <see cref="At32"/> for a 64-bit memory, where address + offset may overflow.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static byte* At64(long addr, byte* memBase, ulong size, ulong offset, ulong n)
-    {
-        var ea = (ulong)addr + offset;
-        if (ea < offset || ea > size || size - ea < n) Trap.OutOfBoundsMemory();
-        return memBase + ea;
-    }
-
-    /// <summary>Store address with write tracking: marks the 4 KiB page(s) written in the dirty map.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static byte* At32Dirty(int addr, byte* memBase, ulong size, ulong offset, ulong n, byte* dirty)
-    {
-        var ea = (ulong)(uint)addr + offset;
-        if (ea + n > size) Trap.OutOfBoundsMemory();
-        dirty[ea >> 12] = 1;
-        dirty[(ea + n - 1) >> 12] = 1;
-        return memBase + ea;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static byte* At64Dirty(long addr, byte* memBase, ulong size, ulong offset, ulong n, byte* dirty)
-    {
-        var ea = (ulong)addr + offset;
-        if (ea < offset || ea > size || size - ea < n) Trap.OutOfBoundsMemory();
-        dirty[ea >> 12] = 1;
-        dirty[(ea + n - 1) >> 12] = 1;
-        return memBase + ea;
-    }
-
-    /// <summary>
-    /// Address with a presence check (post-copy destination): both the first and last page of the access must be
-    /// present, otherwise the instance's <see cref="IMissingPageHandler"/> fetches them first. Stores also mark
-    /// the dirty map when one is installed (a destination may be migrated again).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static byte* At32Present(int addr, byte* memBase, ulong size, ulong offset, ulong n, byte* present, InstanceBase ctx)
-    {
-        var ea = (ulong)(uint)addr + offset;
-        if (ea + n > size) Trap.OutOfBoundsMemory();
-        if ((present[ea >> 12] & present[(ea + n - 1) >> 12]) == 0) FetchMissing(ctx, ea, n);
-        return memBase + ea;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static byte* At64Present(long addr, byte* memBase, ulong size, ulong offset, ulong n, byte* present, InstanceBase ctx)
-    {
-        var ea = (ulong)addr + offset;
-        if (ea < offset || ea > size || size - ea < n) Trap.OutOfBoundsMemory();
-        if ((present[ea >> 12] & present[(ea + n - 1) >> 12]) == 0) FetchMissing(ctx, ea, n);
-        return memBase + ea;
-    }
-
     [MethodImpl(MethodImplOptions.NoInlining)]
     internal static void FetchMissing(InstanceBase ctx, ulong ea, ulong n) => ctx.MissingPages!.EnsurePresent(ea, n);
 

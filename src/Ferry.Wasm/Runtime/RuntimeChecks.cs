@@ -30,11 +30,11 @@ public static class RuntimeChecks
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static FuncRef CallIndirectTarget(object?[] elements, int index, int typeId)
     {
-        if ((uint)index >= (uint)elements.Length) Trap.UndefinedElement();
+        if ((uint)index >= (uint)elements.Length) throw TrapFactory.Create(TrapKind.UndefinedElement);
         var f = elements[index];
-        if (f is null) Trap.UninitializedElement();
+        if (f is null) throw TrapFactory.Create(TrapKind.UninitializedElement);
         var fr = Unsafe.As<FuncRef>(f);
-        if (fr.TypeId != typeId) Trap.IndirectCallTypeMismatch();
+        if (fr.TypeId != typeId) throw TrapFactory.Create(TrapKind.IndirectCallTypeMismatch);
         return fr;
     }
 

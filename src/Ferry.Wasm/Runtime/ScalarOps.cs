@@ -13,58 +13,58 @@ public static class ScalarOps
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int I32DivS(int a, int b)
     {
-        if (b == 0) Trap.DivideByZero();
-        if (b == -1 && a == int.MinValue) Trap.IntegerOverflow();
+        if (b == 0) throw TrapFactory.Create(TrapKind.IntegerDivideByZero);
+        if (b == -1 && a == int.MinValue) throw TrapFactory.Create(TrapKind.IntegerOverflow);
         return a / b;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int I32DivU(int a, int b)
     {
-        if (b == 0) Trap.DivideByZero();
+        if (b == 0) throw TrapFactory.Create(TrapKind.IntegerDivideByZero);
         return (int)((uint)a / (uint)b);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int I32RemS(int a, int b)
     {
-        if (b == 0) Trap.DivideByZero();
+        if (b == 0) throw TrapFactory.Create(TrapKind.IntegerDivideByZero);
         return b == -1 ? 0 : a % b;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int I32RemU(int a, int b)
     {
-        if (b == 0) Trap.DivideByZero();
+        if (b == 0) throw TrapFactory.Create(TrapKind.IntegerDivideByZero);
         return (int)((uint)a % (uint)b);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static long I64DivS(long a, long b)
     {
-        if (b == 0) Trap.DivideByZero();
-        if (b == -1 && a == long.MinValue) Trap.IntegerOverflow();
+        if (b == 0) throw TrapFactory.Create(TrapKind.IntegerDivideByZero);
+        if (b == -1 && a == long.MinValue) throw TrapFactory.Create(TrapKind.IntegerOverflow);
         return a / b;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static long I64DivU(long a, long b)
     {
-        if (b == 0) Trap.DivideByZero();
+        if (b == 0) throw TrapFactory.Create(TrapKind.IntegerDivideByZero);
         return (long)((ulong)a / (ulong)b);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static long I64RemS(long a, long b)
     {
-        if (b == 0) Trap.DivideByZero();
+        if (b == 0) throw TrapFactory.Create(TrapKind.IntegerDivideByZero);
         return b == -1 ? 0 : a % b;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static long I64RemU(long a, long b)
     {
-        if (b == 0) Trap.DivideByZero();
+        if (b == 0) throw TrapFactory.Create(TrapKind.IntegerDivideByZero);
         return (long)((ulong)a % (ulong)b);
     }
 
@@ -112,64 +112,64 @@ public static class ScalarOps
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int I32TruncF32S(float a)
     {
-        if (float.IsNaN(a)) Trap.InvalidConversion();
-        if (!(a >= -2147483648f && a < 2147483648f)) Trap.IntegerOverflow();
+        if (float.IsNaN(a)) throw TrapFactory.Create(TrapKind.InvalidConversionToInteger);
+        if (!(a >= -2147483648f && a < 2147483648f)) throw TrapFactory.Create(TrapKind.IntegerOverflow);
         return (int)a;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int I32TruncF32U(float a)
     {
-        if (float.IsNaN(a)) Trap.InvalidConversion();
-        if (!(a > -1f && a < 4294967296f)) Trap.IntegerOverflow();
+        if (float.IsNaN(a)) throw TrapFactory.Create(TrapKind.InvalidConversionToInteger);
+        if (!(a > -1f && a < 4294967296f)) throw TrapFactory.Create(TrapKind.IntegerOverflow);
         return (int)(uint)a;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int I32TruncF64S(double a)
     {
-        if (double.IsNaN(a)) Trap.InvalidConversion();
-        if (!(a > -2147483649.0 && a < 2147483648.0)) Trap.IntegerOverflow();
+        if (double.IsNaN(a)) throw TrapFactory.Create(TrapKind.InvalidConversionToInteger);
+        if (!(a > -2147483649.0 && a < 2147483648.0)) throw TrapFactory.Create(TrapKind.IntegerOverflow);
         return (int)a;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int I32TruncF64U(double a)
     {
-        if (double.IsNaN(a)) Trap.InvalidConversion();
-        if (!(a > -1.0 && a < 4294967296.0)) Trap.IntegerOverflow();
+        if (double.IsNaN(a)) throw TrapFactory.Create(TrapKind.InvalidConversionToInteger);
+        if (!(a > -1.0 && a < 4294967296.0)) throw TrapFactory.Create(TrapKind.IntegerOverflow);
         return (int)(uint)a;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static long I64TruncF32S(float a)
     {
-        if (float.IsNaN(a)) Trap.InvalidConversion();
-        if (!(a >= -9223372036854775808f && a < 9223372036854775808f)) Trap.IntegerOverflow();
+        if (float.IsNaN(a)) throw TrapFactory.Create(TrapKind.InvalidConversionToInteger);
+        if (!(a >= -9223372036854775808f && a < 9223372036854775808f)) throw TrapFactory.Create(TrapKind.IntegerOverflow);
         return (long)a;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static long I64TruncF32U(float a)
     {
-        if (float.IsNaN(a)) Trap.InvalidConversion();
-        if (!(a > -1f && a < 18446744073709551616f)) Trap.IntegerOverflow();
+        if (float.IsNaN(a)) throw TrapFactory.Create(TrapKind.InvalidConversionToInteger);
+        if (!(a > -1f && a < 18446744073709551616f)) throw TrapFactory.Create(TrapKind.IntegerOverflow);
         return (long)(ulong)a;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static long I64TruncF64S(double a)
     {
-        if (double.IsNaN(a)) Trap.InvalidConversion();
-        if (!(a >= -9223372036854775808.0 && a < 9223372036854775808.0)) Trap.IntegerOverflow();
+        if (double.IsNaN(a)) throw TrapFactory.Create(TrapKind.InvalidConversionToInteger);
+        if (!(a >= -9223372036854775808.0 && a < 9223372036854775808.0)) throw TrapFactory.Create(TrapKind.IntegerOverflow);
         return (long)a;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static long I64TruncF64U(double a)
     {
-        if (double.IsNaN(a)) Trap.InvalidConversion();
-        if (!(a > -1.0 && a < 18446744073709551616.0)) Trap.IntegerOverflow();
+        if (double.IsNaN(a)) throw TrapFactory.Create(TrapKind.InvalidConversionToInteger);
+        if (!(a > -1.0 && a < 18446744073709551616.0)) throw TrapFactory.Create(TrapKind.IntegerOverflow);
         return (long)(ulong)a;
     }
 

@@ -51,6 +51,19 @@ public sealed class TrapException : WasmException
 }
 
 /// <summary>
+/// Exception factories for checks inlined into compiled code: the check itself ends in a <c>throw</c>, which RyuJIT
+/// treats as a rarely-run block (values stay in registers on the hot path), while the allocation lives here.
+/// </summary>
+public static class TrapFactory
+{
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static TrapException OutOfBoundsMemory() => new(TrapKind.OutOfBoundsMemory);
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static TrapException Create(TrapKind kind) => new(kind);
+}
+
+/// <summary>
 /// Throw helpers called from compiled code. Each is a separate non-inlined method so the fast paths that call
 /// them stay small enough to inline.
 /// </summary>
