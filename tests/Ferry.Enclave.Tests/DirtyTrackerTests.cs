@@ -192,6 +192,35 @@ public unsafe class DirtyTrackerTests
     }
 
     [Fact]
+    public void A_memory_can_have_one_kernel_tracker_at_a_time()
+    {
+        Kernel.RequireDirtyTracking();
+        using var memory = new LinearMemory(1, 1, false, 65536);
+        using var first = new KernelDirtyTracker(memory);
+        first.Start();
+        using var second = new KernelDirtyTracker(memory);
+        var e = Assert.Throws<TrackingException>(second.Start);
+        Assert.Equal(16, e.Errno); // EBUSY
+        Assert.Contains("already registered", e.Message);
+        first.Stop();
+        second.Start(); // free again once the first stopped
+        memory.Base[0] = 1;
+        Assert.Equal([0], Collect(second));
+    }
+
+    [Fact]
+    public void The_method_is_chosen_from_the_kernel_and_the_compile_options()
+    {
+        Kernel.RequireDirtyTracking();
+        var (compileWithTracking, message) = DirtyTracking.Choose();
+        Assert.False(compileWithTracking);
+        Assert.StartsWith("dirty-page tracking: kernel", message);
+        using (var kernel = DirtyTracking.Create(Wat.Instantiate(Wat.Writer))) Assert.Equal("kernel", kernel.Method);
+        using var compiler = DirtyTracking.Create(Wat.Instantiate(Wat.Writer, new CompileOptions { DirtyTracking = true }));
+        Assert.Equal("compiler", compiler.Method);
+    }
+
+    [Fact]
     public void Compiler_scan_finds_and_clears_every_marked_byte()
     {
         var random = new Random(42);

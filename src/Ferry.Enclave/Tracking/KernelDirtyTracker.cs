@@ -81,16 +81,16 @@ public sealed unsafe class KernelDirtyTracker : IDirtyPageTracker
         {
             ObjectDisposedException.ThrowIf(disposed, this);
             if (memory.Base == null) throw new ObjectDisposedException(nameof(LinearMemory));
-            if (!started)
-            {
-                memory.Grown += onGrown;
-                started = true;
-            }
             var size = memory.Size;
             if (size > registered)
             {
                 uffd.Register((nint)memory.Base + (nint)registered, size - registered, UFFDIO_REGISTER_MODE_WP);
                 registered = size;
+            }
+            if (!started)
+            {
+                memory.Grown += onGrown;
+                started = true;
             }
             pendingGrowth.Clear();
             if (registered > 0) uffd.WriteProtect((nint)memory.Base, registered, protect: true);
@@ -104,6 +104,7 @@ public sealed unsafe class KernelDirtyTracker : IDirtyPageTracker
         {
             ObjectDisposedException.ThrowIf(disposed, this);
             if (!started) throw new InvalidOperationException("Collect before Start (or after Stop)");
+            if (memory.Base == null) throw new ObjectDisposedException(nameof(LinearMemory));
             var first = pages.Count;
             ScanWritten((nint)memory.Base, registered, rearm: true, pages);
             // Committed but not registered (growth whose registration failed, or racing this call): all count as written.

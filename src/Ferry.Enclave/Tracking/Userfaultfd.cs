@@ -154,7 +154,13 @@ internal sealed unsafe class Userfaultfd : IDisposable
     public ulong Register(nint start, ulong length, ulong mode)
     {
         var reg = new UffdioRegister { Range = new UffdioRange { Start = (ulong)start, Len = length }, Mode = mode };
-        if (ioctl(fd, UFFDIO_REGISTER, &reg) != 0) throw new TrackingException($"UFFDIO_REGISTER of {length} bytes at 0x{start:x} (mode {mode})", Errno);
+        if (ioctl(fd, UFFDIO_REGISTER, &reg) != 0)
+        {
+            var e = Errno;
+            var what = $"UFFDIO_REGISTER of {length} bytes at 0x{start:x} (mode {mode})";
+            if (e == EBUSY) what += " (the memory is already registered with another userfaultfd: another KernelDirtyTracker or a MissingPageServer)";
+            throw new TrackingException(what, e);
+        }
         return reg.Ioctls;
     }
 
