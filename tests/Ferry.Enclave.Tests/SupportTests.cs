@@ -2,7 +2,7 @@ using Ferry.Enclave.Tracking;
 
 namespace Ferry.Enclave.Tests;
 
-public class SupportTests
+public unsafe class SupportTests
 {
     [Fact]
     public void Detection_reports_the_features_kernel_tracking_needs()
@@ -28,6 +28,26 @@ public class SupportTests
         var e = Assert.Throws<TrackingUnavailableException>(() => Userfaultfd.Create(1UL << 62));
         Assert.Contains("lacks userfaultfd features bit62", e.Reason);
         Assert.StartsWith("kernel-based tracking is unavailable: ", e.Message);
+    }
+
+    [Fact]
+    public void The_device_fallback_opens_a_working_userfaultfd()
+    {
+        Kernel.RequireMissingPages();
+        Assert.True(File.Exists("/dev/userfaultfd"), "/dev/userfaultfd is required by this test (Linux 6.1+)");
+        var fd = Userfaultfd.OpenRaw(out var via, out var reason, deviceOnly: true);
+        Assert.True(fd >= 0, "opening /dev/userfaultfd failed: " + reason);
+        try
+        {
+            Assert.Equal("/dev/userfaultfd", via);
+            var api = new Native.UffdioApi { Api = Native.UFFD_API };
+            Assert.Equal(0, Native.ioctl(fd, Native.UFFDIO_API, &api));
+            Assert.Equal(UserfaultfdSupport.Current.Features, api.Features);
+        }
+        finally
+        {
+            Native.close(fd);
+        }
     }
 
     [Fact]

@@ -59,13 +59,13 @@ internal sealed unsafe class Userfaultfd : IDisposable
     /// then /dev/userfaultfd with USERFAULTFD_IOC_NEW (Linux 6.1+, governed by the device's file permissions).
     /// Returns -1 and a reason a user can act on when every way fails.
     /// </summary>
-    internal static int OpenRaw(out string via, out string? reason)
+    internal static int OpenRaw(out string via, out string? reason, bool deviceOnly = false)
     {
         const int flags = O_CLOEXEC | O_NONBLOCK;
         reason = null;
         var nr = SysUserfaultfd;
         int sysErr = ENOSYS, userOnlyErr = 0;
-        if (nr > 0)
+        if (nr > 0 && !deviceOnly)
         {
             var fd = (int)syscall((nint)nr, flags);
             if (fd >= 0)
