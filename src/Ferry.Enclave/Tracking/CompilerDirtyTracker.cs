@@ -1,0 +1,163 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using Ferry.Wasm.Runtime;
+
+namespace Ferry.Enclave.Tracking;
+
+/// <summary>
+/// Dirty-page tracking by the compiler: code compiled with <c>CompileOptions.DirtyTracking</c> sets
+/// <c>dirty[addr &gt;&gt; 12] = 1</c> in the byte map at <see cref="InstanceBase.DirtyPages"/> for every store (and
+/// bulk memory operations mark their ranges). This tracker owns that map and reads it.
+/// </summary>
+/// <remarks>
+/// <para>The map has one byte per 4 KiB page of the memory's whole reservation (<c>ReservedBytes / 4096</c>), in an
+/// anonymous MAP_NORESERVE mapping: untouched parts cost nothing, and growth never needs a bigger map. Compiled code
+/// loads the pointer once at function entry, so the map must never move or go away while code may run: it is
+/// installed by the constructor (before any code runs with it) and then stays installed for the life of the instance
+/// (a later tracker for the same instance reuses it; it is freed when the instance is collected). <see cref="Stop"/>
+/// and <see cref="Dispose"/> only stop reporting.</para>
+/// <para><see cref="Collect"/> scans only the committed part with 256-bit (or 128-bit) vectors, skipping clean
+/// stretches, and takes each nonzero 8-byte word with an atomic exchange, so a mark set concurrently is either
+/// returned now or left for the next call, never lost. It allocates nothing beyond growing the caller's list.</para>
+/// <para>Ordering caveat: compiled code marks a page just before it stores to it. A store on another thread that is
+/// in flight exactly while <see cref="Collect"/> takes its mark can land after the caller has copied the page; the
+/// final round of a migration must therefore run with the instance frozen (as pre-copy does anyway). The kernel
+/// method has no such window.</para>
+/// </remarks>
+public sealed unsafe class CompilerDirtyTracker : IDirtyPageTracker
+{
+    private static readonly ConditionalWeakTable<InstanceBase, NativeByteMap> Maps = new();
+
+    private readonly InstanceBase instance;
+    private readonly LinearMemory memory;
+    private readonly NativeByteMap map;
+    private bool started;
+    private bool disposed;
+
+    /// <summary>Installs (or reuses) the dirty-page map of <paramref name="instance"/>; <see cref="Start"/> begins tracking.</summary>
+    /// <exception cref="InvalidOperationException">The instance has no memory, was not compiled with dirty tracking, or
+    /// already has a map that this class did not install.</exception>
+    public CompilerDirtyTracker(InstanceBase instance)
+    {
+        ArgumentNullException.ThrowIfNull(instance);
+        this.instance = instance;
+        memory = instance.Memory0 ?? throw new InvalidOperationException("the instance has no linear memory to track");
+        if (instance.Owner is { } owner && !owner.Compiled.Options.DirtyTracking)
+        {
+            throw new InvalidOperationException("the module was not compiled with CompileOptions.DirtyTracking = true; compiled stores would not be tracked");
+        }
+        lock (Maps)
+        {
+            if (Maps.TryGetValue(instance, out var existing))
+            {
+                map = existing;
+            }
+            else
+            {
+                if (instance.DirtyPages != null)
+                {
+                    throw new InvalidOperationException("the instance already has a dirty-page map that CompilerDirtyTracker did not install");
+                }
+                map = new NativeByteMap((long)((memory.ReservedBytes + 4095) >> 12));
+                Maps.Add(instance, map);
+                instance.DirtyPages = map.Pointer;
+            }
+        }
+    }
+
+    public string Method => "compiler";
+
+    public long PageCount => (long)(memory.Size >> 12);
+
+    /// <summary>The map compiled code writes (one byte per 4 KiB page of the reservation).</summary>
+    public byte* Map => map.Pointer;
+
+    /// <summary>Bytes in <see cref="Map"/>.</summary>
+    public long MapLength => map.Length;
+
+    public void Start()
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        // Marks made before this call are discarded; pages of the map return to the kernel (they read back as zero).
+        map.Discard(map.Length);
+        Interlocked.MemoryBarrier();
+        started = true;
+    }
+
+    public int Collect(List<long> pages)
+    {
+        ArgumentNullException.ThrowIfNull(pages);
+        ObjectDisposedException.ThrowIf(disposed, this);
+        if (!started) throw new InvalidOperationException("Collect before Start (or after Stop)");
+        var limit = Math.Min((long)((memory.Size + 4095) >> 12), map.Length);
+        var n = Scan(map.Pointer, limit, pages);
+        // Order the clears before the caller's reads of page contents.
+        Interlocked.MemoryBarrier();
+        return n;
+    }
+
+    public void Stop() => started = false;
+
+    public void Dispose()
+    {
+        started = false;
+        disposed = true;
+    }
+
+    /// <summary>Appends the indices of nonzero bytes in map[0, length) and zeroes them atomically, 8 bytes at a time.</summary>
+    internal static int Scan(byte* map, long length, List<long> pages)
+    {
+        var count = 0;
+        long i = 0;
+        // The map is page-aligned, so vector loads are aligned.
+        if (Vector256.IsHardwareAccelerated)
+        {
+            for (; i + 128 <= length; i += 128)
+            {
+                var p = map + i;
+                var any = Vector256.Load(p) | Vector256.Load(p + 32) | Vector256.Load(p + 64) | Vector256.Load(p + 96);
+                if (any == Vector256<byte>.Zero) continue;
+                for (var w = 0; w < 128; w += 8) count += TakeWord(map, i + w, pages);
+            }
+        }
+        else if (Vector128.IsHardwareAccelerated)
+        {
+            for (; i + 64 <= length; i += 64)
+            {
+                var p = map + i;
+                var any = Vector128.Load(p) | Vector128.Load(p + 16) | Vector128.Load(p + 32) | Vector128.Load(p + 48);
+                if (any == Vector128<byte>.Zero) continue;
+                for (var w = 0; w < 64; w += 8) count += TakeWord(map, i + w, pages);
+            }
+        }
+        for (; i + 8 <= length; i += 8) count += TakeWord(map, i, pages);
+        for (; i < length; i++)
+        {
+            if (map[i] == 0) continue;
+            if (Interlocked.Exchange(ref map[i], 0) != 0)
+            {
+                pages.Add(i);
+                count++;
+            }
+        }
+        return count;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int TakeWord(byte* map, long offset, List<long> pages)
+    {
+        ref var word = ref *(ulong*)(map + offset);
+        if (Volatile.Read(ref word) == 0) return 0;
+        var bits = Interlocked.Exchange(ref word, 0UL);
+        var count = 0;
+        while (bits != 0)
+        {
+            // Little-endian: byte k of the word is page offset + k.
+            var k = System.Numerics.BitOperations.TrailingZeroCount(bits) >> 3;
+            pages.Add(offset + k);
+            count++;
+            bits &= ~(0xFFUL << (k * 8));
+        }
+        return count;
+    }
+}
