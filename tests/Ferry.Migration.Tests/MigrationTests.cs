@@ -2,6 +2,7 @@ using System.Net;
 using System.Security.Cryptography;
 using Ferry.Enclave.Migration;
 using Ferry.Enclave.Runtime;
+using Ferry.Enclave.Tracking;
 using Ferry.Migration.Protocol;
 using Ferry.Migration.Strategies;
 using Ferry.Migration.Transport;
@@ -43,31 +44,40 @@ public class MigrationTests
         public GateEnvironment? DestinationEnv;
 
         public DestinationMigration Destination() => new((setup, module) =>
-            new EnclaveDestination(Wat.Load(module.ToArray()),
-                CompileOptions.Default with { PresenceChecks = setup.Strategy is Strategy.PostCopy or Strategy.Hybrid }, InstanceOptions.Default,
-                _ => DestinationEnv = new GateEnvironment(open: true), new PlainRecordProtector(), setup.Streams));
+        {
+            var postCopy = setup.Strategy is Strategy.PostCopy or Strategy.Hybrid;
+            var kernel = postCopy && setup.Tracking == TrackingMethod.Kernel;
+            return new EnclaveDestination(Wat.Load(module.ToArray()),
+                CompileOptions.Default with { PresenceChecks = postCopy && !kernel, FullyInterruptible = kernel }, InstanceOptions.Default,
+                _ => DestinationEnv = new GateEnvironment(open: true), new PlainRecordProtector(), setup.Streams,
+                kernelPostCopy: kernel, sourceMemoryBytes: setup.MemoryBytes);
+        });
 
         public void Dispose() => Listener.Dispose();
     }
 
     [Theory]
-    [InlineData(Strategy.StopCopy)]
-    [InlineData(Strategy.PreCopy)]
-    [InlineData(Strategy.PostCopy)]
-    [InlineData(Strategy.Hybrid)]
-    public async Task Migrated_guest_finishes_with_the_uninterrupted_result(Strategy strategy)
+    [InlineData(Strategy.StopCopy, TrackingMethod.Compiler)]
+    [InlineData(Strategy.PreCopy, TrackingMethod.Compiler)]
+    [InlineData(Strategy.PostCopy, TrackingMethod.Compiler)]
+    [InlineData(Strategy.Hybrid, TrackingMethod.Compiler)]
+    [InlineData(Strategy.PreCopy, TrackingMethod.Kernel)]
+    [InlineData(Strategy.PostCopy, TrackingMethod.Kernel)]
+    [InlineData(Strategy.Hybrid, TrackingMethod.Kernel)]
+    public async Task Migrated_guest_finishes_with_the_uninterrupted_result(Strategy strategy, TrackingMethod tracking)
     {
         var expected = Reference();
         using var ends = new Endpoints();
         var sourceEnv = new GateEnvironment(open: false);
-        using var program = GuestProgram.Create(Wat.Load(WriterBytes), sourceEnv, CompileOptions.Default with { DirtyTracking = true }, InstanceOptions.Default);
+        using var program = GuestProgram.Create(Wat.Load(WriterBytes), sourceEnv,
+            CompileOptions.Default with { DirtyTracking = tracking == TrackingMethod.Compiler }, InstanceOptions.Default);
         program.Start();
         await Task.WhenAny(sourceEnv.Waiting.Task, program.Completion).WaitAsync(TimeSpan.FromSeconds(30));
         if (program.Completion.IsCompleted) Assert.Fail((await program.Completion).ToString());
 
-        var options = new MigrationOptions { Strategy = strategy, Streams = 3 };
+        var options = new MigrationOptions { Strategy = strategy, Tracking = tracking, Streams = 3 };
         var source = new SourceMigration(new EnclaveSource(program, new PlainRecordProtector(), options.Streams + 1),
-            () => new CompilerPageTracker(program.Instance.State), options);
+            () => tracking == TrackingMethod.Compiler ? new CompilerDirtyTracker(program.Instance.State) : new KernelDirtyTracker(program.Instance.Memory!), options);
         var destTask = Task.Run(async () => await ends.Destination().RunAsync(await ends.Listener.AcceptAsync(options.Streams + 1, default), default));
         var run = source.RunAsync(new TcpConnector(ends.Listener.Endpoint), Setup(), WriterBytes, default);
         sourceEnv.Gate.Set(); // the guest writes memory while pages are being copied

@@ -31,9 +31,15 @@ public sealed class EnclaveDestination : IDisposable
     private FrameRecord[]? frames;
     private long pagesApplied;
     private PostCopyPages? postCopy;
+    private readonly KernelPostCopy? kernel;
 
+    /// <param name="kernelPostCopy">
+    /// Serve post-copy with userfaultfd: <paramref name="sourceMemoryBytes"/> (the source's memory size when the
+    /// migration began) is registered before any page lands; compiled code must be fully interruptible.
+    /// </param>
     public EnclaveDestination(Module module, CompileOptions compile, InstanceOptions instanceOptions,
-        Func<byte[], IGuestEnvironment> environmentFactory, IRecordProtector protector, int streams)
+        Func<byte[], IGuestEnvironment> environmentFactory, IRecordProtector protector, int streams,
+        bool kernelPostCopy = false, ulong sourceMemoryBytes = 0)
     {
         this.module = module;
         this.instanceOptions = instanceOptions;
@@ -48,7 +54,20 @@ public sealed class EnclaveDestination : IDisposable
             if (instanceOptions.MaxMemoryBytes is { } cap) max = Math.Min(max ?? ulong.MaxValue, cap / MemoryType.PageSize);
             memory = new LinearMemory(mt.Limits.Min, max, mt.Is64, instanceOptions.ReserveCapBytes);
         }
+        if (kernelPostCopy)
+        {
+            if (memory is null) throw new InvalidOperationException("post-copy of a module without memory");
+            if (!compile.FullyInterruptible) throw new InvalidOperationException("kernel post-copy needs code compiled fully interruptible");
+            EnsureSize(sourceMemoryBytes);
+            kernel = new KernelPostCopy(memory);
+        }
     }
+
+    /// <summary>Kernel-based post-copy (null unless requested).</summary>
+    public KernelPostCopy? KernelPostCopy => kernel;
+
+    /// <summary>Completes when every page is here (post-copy), at once otherwise.</summary>
+    public Task PostCopyCompletion => postCopy?.Completion ?? kernel?.Completion ?? Task.CompletedTask;
 
     /// <summary>The memory being filled (before the guest exists).</summary>
     public LinearMemory? Memory => memory;
@@ -99,7 +118,8 @@ public sealed class EnclaveDestination : IDisposable
                     // Post-copy: once a page is here the guest may have written it; a second copy must not land.
                     if (postCopy is not null && postCopy.IsPresent(p)) continue;
                     pageRound[p] = stamp;
-                    batch.Data(i).CopyTo(new Span<byte>(memory!.Base + p * MigrationRecords.PageSize, MigrationRecords.PageSize));
+                    if (kernel is not null) kernel.Write(p, batch.Data(i), zero: false);
+                    else batch.Data(i).CopyTo(new Span<byte>(memory!.Base + p * MigrationRecords.PageSize, MigrationRecords.PageSize));
                     postCopy?.Arrived(p);
                 }
                 for (var i = 0; i < batch.ZeroCount; i++)
@@ -109,7 +129,8 @@ public sealed class EnclaveDestination : IDisposable
                     if (pageRound[p] > stamp) continue;
                     if (postCopy is not null && postCopy.IsPresent(p)) continue;
                     pageRound[p] = stamp;
-                    new Span<byte>(memory!.Base + p * MigrationRecords.PageSize, MigrationRecords.PageSize).Clear();
+                    if (kernel is not null) kernel.Write(p, default, zero: true);
+                    else new Span<byte>(memory!.Base + p * MigrationRecords.PageSize, MigrationRecords.PageSize).Clear();
                     postCopy?.Arrived(p);
                 }
                 pagesApplied += batch.Count + batch.ZeroCount;
@@ -180,8 +201,15 @@ public sealed class EnclaveDestination : IDisposable
         frames = StateCodec.ResolveFrames(state.Frames, instance);
         if (state.PendingPages is { } pending)
         {
-            if (!compiled.Options.PresenceChecks) throw new InvalidOperationException("post-copy needs a guest compiled with presence checks");
-            lock (gate) postCopy = new PostCopyPages(instance, pending, pageRequester);
+            if (kernel is not null)
+            {
+                lock (gate) kernel.BeginPostCopy(pending, pageRequester);
+            }
+            else
+            {
+                if (!compiled.Options.PresenceChecks) throw new InvalidOperationException("post-copy needs a guest compiled with presence checks");
+                lock (gate) postCopy = new PostCopyPages(instance, pending, pageRequester);
+            }
         }
         program = new GuestProgram(instance, environment);
         return new ArrivedState(state.FrozenAtUnixNanos, state.FinalRound, state.MemoryBytes, state.Epoch, state.Frames.Length, state.PendingPages is not null);
@@ -206,6 +234,7 @@ public sealed class EnclaveDestination : IDisposable
 
     public void Dispose()
     {
+        kernel?.Dispose();
         if (program is null) memory?.Dispose();
         else program.Dispose();
     }

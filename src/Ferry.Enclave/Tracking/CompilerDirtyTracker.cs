@@ -7,15 +7,14 @@ namespace Ferry.Enclave.Tracking;
 /// <summary>
 /// Dirty-page tracking by the compiler: code compiled with <c>CompileOptions.DirtyTracking</c> sets
 /// <c>dirty[addr &gt;&gt; 12] = 1</c> in the byte map at <see cref="InstanceBase.DirtyPages"/> for every store (and
-/// bulk memory operations mark their ranges). This tracker owns that map and reads it.
+/// bulk memory operations mark their ranges). The engine installs that map when it instantiates such a module;
+/// this tracker reads and clears it.
 /// </summary>
 /// <remarks>
 /// <para>The map has one byte per 4 KiB page of the memory's whole reservation (<c>ReservedBytes / 4096</c>), in an
 /// anonymous MAP_NORESERVE mapping: untouched parts cost nothing, and growth never needs a bigger map. Compiled code
-/// loads the pointer once at function entry, so the map must never move or go away while code may run: it is
-/// installed by the constructor (before any code runs with it) and then stays installed for the life of the instance
-/// (a later tracker for the same instance reuses it; it is freed when the instance is collected). <see cref="Stop"/>
-/// and <see cref="Dispose"/> only stop reporting.</para>
+/// loads the pointer once at function entry, so the map never moves and lives as long as the instance
+/// (<c>InstanceBase.DirtyMap</c>). <see cref="Stop"/> and <see cref="Dispose"/> only stop reporting.</para>
 /// <para><see cref="Collect"/> scans only the committed part with 256-bit (or 128-bit) vectors, skipping clean
 /// stretches, and takes each nonzero 8-byte word with an atomic exchange, so a mark set concurrently is either
 /// returned now or left for the next call, never lost. It allocates nothing beyond growing the caller's list.</para>
@@ -26,43 +25,19 @@ namespace Ferry.Enclave.Tracking;
 /// </remarks>
 public sealed unsafe class CompilerDirtyTracker : IDirtyPageTracker
 {
-    private static readonly ConditionalWeakTable<InstanceBase, NativeByteMap> Maps = new();
-
-    private readonly InstanceBase instance;
     private readonly LinearMemory memory;
-    private readonly NativeByteMap map;
+    private readonly PageMap map;
     private bool started;
     private bool disposed;
 
-    /// <summary>Installs (or reuses) the dirty-page map of <paramref name="instance"/>; <see cref="Start"/> begins tracking.</summary>
-    /// <exception cref="InvalidOperationException">The instance has no memory, was not compiled with dirty tracking, or
-    /// already has a map that this class did not install.</exception>
+    /// <summary>Tracks <paramref name="instance"/> through the dirty-page map the engine installed for its compiled code.</summary>
+    /// <exception cref="InvalidOperationException">The instance has no memory or was not compiled with dirty tracking.</exception>
     public CompilerDirtyTracker(InstanceBase instance)
     {
         ArgumentNullException.ThrowIfNull(instance);
-        this.instance = instance;
         memory = instance.Memory0 ?? throw new InvalidOperationException("the instance has no linear memory to track");
-        if (instance.Owner is { } owner && !owner.Compiled.Options.DirtyTracking)
-        {
-            throw new InvalidOperationException("the module was not compiled with CompileOptions.DirtyTracking = true; compiled stores would not be tracked");
-        }
-        lock (Maps)
-        {
-            if (Maps.TryGetValue(instance, out var existing))
-            {
-                map = existing;
-            }
-            else
-            {
-                if (instance.DirtyPages != null)
-                {
-                    throw new InvalidOperationException("the instance already has a dirty-page map that CompilerDirtyTracker did not install");
-                }
-                map = new NativeByteMap((long)((memory.ReservedBytes + 4095) >> 12));
-                Maps.Add(instance, map);
-                instance.DirtyPages = map.Pointer;
-            }
-        }
+        map = instance.DirtyMap
+            ?? throw new InvalidOperationException("the module was not compiled with CompileOptions.DirtyTracking = true; compiled stores would not be tracked");
     }
 
     public string Method => "compiler";
@@ -79,7 +54,7 @@ public sealed unsafe class CompilerDirtyTracker : IDirtyPageTracker
     {
         ObjectDisposedException.ThrowIf(disposed, this);
         // Marks made before this call are discarded; pages of the map return to the kernel (they read back as zero).
-        map.Discard(map.Length);
+        map.Clear();
         Interlocked.MemoryBarrier();
         started = true;
     }

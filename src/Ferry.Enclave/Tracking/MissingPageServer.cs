@@ -215,6 +215,18 @@ public sealed unsafe class MissingPageServer : IDisposable
     }
 
     /// <summary>
+    /// Discards a present page so that its next access faults again (a newer version is on its way). Only while no
+    /// thread runs on the destination: an access racing with the discard could see a zero page.
+    /// </summary>
+    public void Evict(long pageIndex)
+    {
+        CheckPage(pageIndex);
+        if (!present.IsPresent(pageIndex)) return;
+        if (madvise(PageAddress(pageIndex), PageSize, MADV_DONTNEED) != 0) throw new TrackingException($"madvise(MADV_DONTNEED) of page {pageIndex}", Errno);
+        present.MarkMissing(pageIndex);
+    }
+
+    /// <summary>
     /// Per-fault service time: from the handler reading the fault event to the page being mapped (the wake-up of the
     /// faulting thread, one more ioctl, follows). Complete for every fault whose thread has resumed.
     /// </summary>

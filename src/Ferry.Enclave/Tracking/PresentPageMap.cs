@@ -90,6 +90,15 @@ public sealed unsafe class PresentPageMap : IDisposable
         return true;
     }
 
+    /// <summary>Marks a page missing again (its contents were discarded). Returns false if it already was.</summary>
+    public bool MarkMissing(long page)
+    {
+        if ((ulong)page >= (ulong)MapPages) return false;
+        if (Interlocked.Exchange(ref map.Pointer[page], 0) == 0) return false;
+        Interlocked.Increment(ref missing);
+        return true;
+    }
+
     /// <summary>Blocks until <paramref name="page"/> is present.</summary>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled first.</exception>
     public void WaitForPage(long page, CancellationToken cancellationToken)

@@ -191,7 +191,7 @@ public sealed class DestinationMigration
                     throw new ProtocolException($"unexpected {f.Type} during post-copy");
             }
         }
-        var pending = enclave.PostCopy!.Completion;
+        var pending = enclave.PostCopyCompletion;
         var deadline = Stopwatch.StartNew();
         while (!pending.IsCompleted)
         {

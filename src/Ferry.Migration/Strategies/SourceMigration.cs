@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Threading.Channels;
 using Ferry.Enclave.Migration;
+using Ferry.Enclave.Tracking;
 using Ferry.Migration.Protocol;
 using Ferry.Migration.Transport;
 
@@ -38,7 +39,7 @@ public sealed record MigrationOptions
 public sealed class SourceMigration
 {
     private readonly EnclaveSource enclave;
-    private readonly Func<IPageTracker>? trackerFactory;
+    private readonly Func<IDirtyPageTracker>? trackerFactory;
     private readonly MigrationOptions options;
     private readonly IProgress<MigrationProgress>? progress;
     private readonly List<RoundReport> rounds = [];
@@ -54,7 +55,7 @@ public sealed class SourceMigration
     private readonly Channel<long[]> pageRequests = Channel.CreateUnbounded<long[]>();
     private long faults;
 
-    public SourceMigration(EnclaveSource enclave, Func<IPageTracker>? trackerFactory, MigrationOptions options, IProgress<MigrationProgress>? progress = null)
+    public SourceMigration(EnclaveSource enclave, Func<IDirtyPageTracker>? trackerFactory, MigrationOptions options, IProgress<MigrationProgress>? progress = null)
     {
         this.enclave = enclave;
         this.trackerFactory = trackerFactory;
@@ -68,7 +69,7 @@ public sealed class SourceMigration
     {
         var total = Stopwatch.StartNew();
         migrationId = Guid.NewGuid();
-        IPageTracker? tracker = null;
+        IDirtyPageTracker? tracker = null;
         FrozenGuestInfo? freeze = null;
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct);
         Task? controlReader = null;

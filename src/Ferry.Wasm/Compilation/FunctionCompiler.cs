@@ -129,6 +129,15 @@ internal sealed partial class FunctionCompiler
     {
         var body = module.Bodies[functionIndex - module.ImportedFunctionCount];
 
+        if (layout.Options.FullyInterruptible)
+        {
+            // A loop the JIT cannot prove dead (depth is never -1) makes the method fully interruptible.
+            var head = il.DefineLabel();
+            il.MarkLabel(head);
+            EmitDepth();
+            il.Emit(OpCodes.Ldc_I4_M1);
+            il.Emit(OpCodes.Beq, head);
+        }
         EmitDepth();
         il.Emit(OpCodes.Call, Members.EnterCheck);
         if (layout.HasMemory)

@@ -16,6 +16,12 @@ public sealed record CompileOptions
     /// </summary>
     public bool PresenceChecks { get; init; }
 
+    /// <summary>
+    /// Make every compiled method fully interruptible (a never-taken backward branch at entry), so a thread blocked
+    /// in a kernel page fault (userfaultfd post-copy) can still be suspended for a garbage collection.
+    /// </summary>
+    public bool FullyInterruptible { get; init; }
+
     /// <summary>Emit safe points (function entry, loop headers, after calls) so instances can be frozen. On by default.</summary>
     public bool SafePoints { get; init; } = true;
 

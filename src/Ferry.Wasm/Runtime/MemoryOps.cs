@@ -12,10 +12,14 @@ public static unsafe class MemoryOps
     [MethodImpl(MethodImplOptions.NoInlining)]
     internal static void FetchMissing(InstanceBase ctx, ulong ea, ulong n) => ctx.MissingPages!.EnsurePresent(ea, n);
 
-    /// <summary>Bulk operations and the host make whole ranges present first (no-op unless presence is tracked).</summary>
+    /// <summary>
+    /// Bulk operations make whole ranges present first while a post-copy migration still delivers pages (compiler
+    /// method: the present-page map; kernel method: populated from a system call, so a GC is never blocked behind a
+    /// page fault taken in runtime code). No-op otherwise.
+    /// </summary>
     public static void EnsurePresent(InstanceBase ctx, ulong start, ulong length)
     {
-        if (ctx.PresentPages != null && length > 0) ctx.MissingPages!.EnsurePresent(start, length);
+        if (length > 0) ctx.Memory0?.Presence?.EnsurePresent(start, length);
     }
 
     /// <summary>Marks a whole range dirty (bulk memory operations under write tracking).</summary>

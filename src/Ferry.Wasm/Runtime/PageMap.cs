@@ -24,6 +24,15 @@ public sealed unsafe class PageMap : IDisposable
     public byte* Pointer { get; private set; }
     public Span<byte> Bytes(long start, int count) => new(Pointer + start, count);
 
+    /// <summary>Zeroes the whole map by handing its pages back to the kernel (they read back as zero).</summary>
+    public void Clear()
+    {
+        if (Libc.madvise((nint)Pointer, (nuint)Math.Max(Length, 1), Libc.MADV_DONTNEED) != 0)
+        {
+            new Span<byte>(Pointer, (int)Math.Min(Length, int.MaxValue)).Clear();
+        }
+    }
+
     public void Dispose()
     {
         if (Pointer != null)

@@ -1,0 +1,132 @@
+using Ferry.Enclave.Tracking;
+using Ferry.Wasm.Runtime;
+
+namespace Ferry.Enclave.Migration;
+
+/// <summary>
+/// Kernel-based post-copy on the destination: the memory is registered with userfaultfd (missing mode) before
+/// any page lands; pages arrive with UFFDIO_COPY; a guest access to a page still on the source blocks in the kernel
+/// while the handler thread asks the source for it. Guest code must be compiled fully interruptible, and host code
+/// reaches memory through <see cref="LinearMemory.Span"/> (populated from a system call), so a garbage collection
+/// is never stuck behind a page fault.
+/// </summary>
+public sealed class KernelPostCopy : IPageSource, IMissingPageHandler, IDisposable
+{
+    private readonly MissingPageServer server;
+    private readonly LinearMemory memory;
+    private readonly TaskCompletionSource complete = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private Action<long[]> request = _ => { };
+    private byte[]? pending;
+    private long missing;
+    private volatile bool running;
+
+    public KernelPostCopy(LinearMemory memory)
+    {
+        this.memory = memory;
+        server = new MissingPageServer(memory, this);
+    }
+
+    public Task Completion => complete.Task;
+
+    public long RegisteredPages => server.PageCount;
+
+    public long Missing => Interlocked.Read(ref missing);
+
+    public FaultLatency FaultLatency => server.GetFaultLatency();
+
+    public long Faults => server.FaultCount;
+
+    /// <summary>Writes an arriving page (or zero page). Before the guest runs, newer rounds overwrite older ones.</summary>
+    public unsafe void Write(long page, ReadOnlySpan<byte> data, bool zero)
+    {
+        if (page >= server.PageCount)
+        {
+            // Committed after registration (the source grew): ordinary memory.
+            var at = new Span<byte>(memory.Base + page * 4096, 4096);
+            if (zero) at.Clear();
+            else data.CopyTo(at);
+            return;
+        }
+        if (server.IsPresent(page))
+        {
+            // Once the guest runs, a present page may have been written by it: a second copy must not land.
+            if (running) return;
+            var at = new Span<byte>(memory.Base + page * 4096, 4096);
+            if (zero) at.Clear();
+            else data.CopyTo(at);
+            return;
+        }
+        var installed = zero ? server.InstallZero(page) : server.Install(page, data);
+        if (installed || running) Arrived(page);
+    }
+
+    /// <summary>
+    /// The state arrived: pages it lists as pending are still to come (a copy from an earlier round is discarded).
+    /// Must be called before the guest starts.
+    /// </summary>
+    public void BeginPostCopy(byte[] pendingBitmap, Action<long[]> requester)
+    {
+        request = requester;
+        pending = pendingBitmap;
+        long count = 0;
+        for (long p = 0; p < (long)pendingBitmap.Length * 8; p++)
+        {
+            if (!IsPending(p)) continue;
+            if (p >= server.PageCount)
+            {
+                throw new MigrationIntegrityException($"page {p} became part of memory after the destination registered it for post-copy; kernel post-copy cannot cover it");
+            }
+            server.Evict(p);
+            count++;
+        }
+        missing = count;
+        memory.Presence = this;
+        running = true;
+        if (count == 0) Finish();
+    }
+
+    private bool IsPending(long p) => pending is { } b && (p >> 3) < b.Length && (b[p >> 3] & (1 << (int)(p & 7))) != 0;
+
+    private void Arrived(long page)
+    {
+        if (!running || !IsPending(page)) return;
+        if (Interlocked.Decrement(ref missing) == 0) Finish();
+    }
+
+    private void Finish()
+    {
+        memory.Presence = null;
+        complete.TrySetResult();
+        // Every page that was sent is here. The rest were zero on the source: map them as zero pages (in the
+        // background, racing harmlessly with guest faults on them), then the memory becomes ordinary memory.
+        _ = Task.Run(() =>
+        {
+            var left = new List<long>();
+            server.Present.GetMissing(left);
+            foreach (var p in left) server.InstallZero(p);
+            try
+            {
+                server.Stop();
+            }
+            catch (InvalidOperationException)
+            {
+                // A page is still missing (should not happen); keep serving faults rather than unmapping.
+            }
+        });
+    }
+
+    /// <summary>Called on the server's handler thread when the guest touches a page that is not here.</summary>
+    public bool ReadPage(long pageIndex, Span<byte> destination, CancellationToken cancellationToken)
+    {
+        if (!IsPending(pageIndex)) return false; // never sent: all zero on the source
+        request([pageIndex]);
+        server.Present.WaitForPage(pageIndex, cancellationToken);
+        // Installed meanwhile by the arriving batch: the server's own copy will find it present (EEXIST).
+        destination.Clear();
+        return true;
+    }
+
+    public void EnsurePresent(ulong address, ulong length) => server.EnsurePresent(address, length);
+
+    public void Dispose() => server.Dispose();
+}
