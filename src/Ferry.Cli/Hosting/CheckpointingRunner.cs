@@ -23,6 +23,7 @@ public static class CheckpointingRunner
         });
         if (snapshotPath is not null && checkpointAfter is { } delay) checkpoint.CancelAfter(delay);
 
+        var started = System.Diagnostics.Stopwatch.StartNew();
         startGuest();
         var ended = program.Completion;
         if (snapshotPath is not null)
@@ -38,6 +39,7 @@ public static class CheckpointingRunner
                     Console.Out.Flush();
                     Console.Error.WriteLine($"ferry: snapshot: {stats.Frames} frames, {stats.MemoryBytes >> 20} MiB memory ({stats.StoredPages} pages stored, {stats.ZeroPages} zero), {stats.Bytes >> 10} KiB, {stats.Elapsed.TotalMilliseconds:0} ms");
                     Console.WriteLine($"checkpointed {snapshotPath}");
+                    ReportGuestTime(started);
                     return ExitCodes.Ok;
                 }
                 catch (GuestNotRunningException)
@@ -46,7 +48,18 @@ public static class CheckpointingRunner
                 }
             }
         }
-        return Report(program, ended.GetAwaiter().GetResult());
+        var end = ended.GetAwaiter().GetResult();
+        ReportGuestTime(started);
+        return Report(program, end);
+    }
+
+    /// <summary>FERRY_TIMING=1: how long the guest ran in this process (tests size checkpoint delays with it).</summary>
+    private static void ReportGuestTime(System.Diagnostics.Stopwatch started)
+    {
+        if (Environment.GetEnvironmentVariable("FERRY_TIMING") == "1")
+        {
+            Console.Error.WriteLine($"ferry: guest ran {started.Elapsed.TotalMilliseconds:0} ms");
+        }
     }
 
     private static SnapshotStats Write(GuestProgram program, FrozenGuest frozen, string path, string moduleName)

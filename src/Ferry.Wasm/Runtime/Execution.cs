@@ -51,7 +51,9 @@ public static class Execution
         }
         ResumeCompiler.EnsureCompiled(compiled, frames.Select(f => (f.FunctionIndex, f.SafePoint)));
         var state = instance.State;
-        state.ClearInterrupt();
+        // Leftovers of the unwind that produced these frames go; a freeze requested meanwhile stays pending (it
+        // takes effect at the first safe point after the frames are rebuilt).
+        if (state.Interrupt == InstanceBase.Unwinding) state.ClearInterrupt();
         state.Frames.StartRewind(frames);
         var outermost = frames[^1].FunctionIndex;
         var type = module.FunctionType(outermost);
