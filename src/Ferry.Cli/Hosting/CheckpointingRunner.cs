@@ -75,6 +75,8 @@ public static class CheckpointingRunner
                 ["host"] = Environment.MachineName,
                 ["ferry"] = CommandCatalog.Version,
                 ["freeze_latency_ms"] = frozen.FreezeLatency.TotalMilliseconds.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture),
+                // Informational only: nothing in the snapshot depends on the CPU that wrote it.
+                ["cpu"] = HostCpu.Describe(),
             };
             stats = SnapshotWriter.Write(file, program.Instance, frozen.Frames, program.Environment.CaptureState(), metadata, moduleName, includeModule: true);
             file.Flush(flushToDisk: true);
