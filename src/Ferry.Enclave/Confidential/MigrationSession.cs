@@ -253,11 +253,21 @@ public sealed class MigrationSession : IDisposable
         return new RecordSealer(sendKey!, MigrationId, Role, streamId);
     }
 
-    /// <summary>An opener for incoming stream <paramref name="streamId"/> (the peer's direction); once per stream id.</summary>
+    /// <summary>
+    /// An opener for incoming stream <paramref name="streamId"/> (the peer's direction); once per stream id, so that a
+    /// whole stream can never be accepted twice (e.g. replayed after a reconnect over newer pages).
+    /// </summary>
     public RecordOpener CreateOpener(uint streamId)
     {
         ExpectEstablished();
         if (!openedStreams.Add(streamId)) throw new InvalidOperationException($"stream {streamId} already has an opener in this session");
+        return new RecordOpener(receiveKey!, MigrationId, Role == SessionRole.Source ? SessionRole.Destination : SessionRole.Source, streamId);
+    }
+
+    /// <summary>For tests only (InternalsVisibleTo): an opener without the once-per-stream check.</summary>
+    internal RecordOpener CreateOpenerUnchecked(uint streamId)
+    {
+        ExpectEstablished();
         return new RecordOpener(receiveKey!, MigrationId, Role == SessionRole.Source ? SessionRole.Destination : SessionRole.Source, streamId);
     }
 
