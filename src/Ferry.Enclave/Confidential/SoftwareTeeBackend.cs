@@ -24,7 +24,7 @@ public sealed class SoftwareTeeBackend : ITeeBackend, IDisposable
     private readonly ECDsa key;
     private readonly AesGcm sealing;
     private readonly TimeProvider time;
-    private readonly Lock sealLock = new();
+    private readonly Lock sealLock = new(); // AesGcm and ECDsa instances are not documented as thread-safe
 
     private SoftwareTeeBackend(ECDsa key, string keyPath, TimeProvider time, TimeSpan quoteLifetime)
     {
@@ -181,7 +181,11 @@ public sealed class SoftwareTeeBackend : ITeeBackend, IDisposable
             IssuedAt = now,
             ExpiresAt = now + QuoteLifetime,
         };
-        var signature = key.SignData((byte[])[.. QuoteSignatureDomain, .. body.SignedBytes()], HashAlgorithmName.SHA256, DSASignatureFormat.IeeeP1363FixedFieldConcatenation);
+        byte[] signature;
+        lock (sealLock)
+        {
+            signature = key.SignData((byte[])[.. QuoteSignatureDomain, .. body.SignedBytes()], HashAlgorithmName.SHA256, DSASignatureFormat.IeeeP1363FixedFieldConcatenation);
+        }
         return new Quote
         {
             Tee = body.Tee,
