@@ -27,8 +27,8 @@ public class CommitProtocolTests(ITestOutputHelper output)
     [Fact]
     public void The_happy_path_moves_the_workload_and_its_epoch()
     {
-        var src = new SourceCommitProtocol(Workload, epoch: 4);
-        var dst = new DestinationCommitProtocol(Workload);
+        var src = MigrationCommitProtocol.ForSource(Workload, epoch: 4);
+        var dst = MigrationCommitProtocol.ForDestination(Workload);
         var store = new MemoryEpochStore(last: 2);
         Assert.True(src.GuestMayRun);
         var epoch = src.BeginExport();

@@ -299,3 +299,13 @@ public sealed class DestinationCommitProtocol
 
     private static CommitProtocolException Invalid(string message) => new(CommitFailure.InvalidTransition, message);
 }
+
+/// <summary>Entry points to the two sides of the commit protocol (docs/confidential.md, "Commit protocol").</summary>
+public static class MigrationCommitProtocol
+{
+    /// <summary>The source side of one migration attempt of <paramref name="identity"/>, running under <paramref name="epoch"/>.</summary>
+    public static SourceCommitProtocol ForSource(WorkloadIdentity identity, ulong epoch) => new(identity, epoch);
+
+    /// <summary>The destination side of one migration attempt of <paramref name="identity"/>.</summary>
+    public static DestinationCommitProtocol ForDestination(WorkloadIdentity identity) => new(identity);
+}
