@@ -15,10 +15,11 @@ public static class BinaryAnalyzer
     public const int MaxFunctions = 1_000_000;
     private const int MaxRefinementRounds = 3;
 
-    public static FileAnalysis Analyze(string path, ElfFile file)
+    /// <param name="keepGraph">Keep the call graph in <see cref="FileAnalysis.Graph"/> for a cross-file closure walk.</param>
+    public static FileAnalysis Analyze(string path, ElfFile file, bool keepGraph = false)
     {
         var run = new Run(path, file);
-        return run.Execute();
+        return run.Execute(keepGraph);
     }
 
     private sealed class Run
@@ -33,6 +34,15 @@ public static class BinaryAnalyzer
         private readonly List<FunctionSummary> _functions = [];
         private readonly HashSet<ulong> _resolvers = [];
         private readonly List<ulong> _roots = [];
+        private readonly HashSet<ulong> _exportRoots = [];
+        private readonly Dictionary<string, ulong> _exports = new(StringComparer.Ordinal);
+        /// <summary>(slot, code address) of code pointers stored in data.</summary>
+        private readonly List<(ulong Slot, ulong Target)> _dataPointers = [];
+        /// <summary>Code addresses decoded only because data points at them.</summary>
+        private readonly List<ulong> _candidates = [];
+        /// <summary>Known starts of data objects (pointed at by data, named by symbols, or LEA'd by code).</summary>
+        private readonly SortedSet<ulong> _dataBoundaries = [];
+        private const ulong MaxDataObject = 64 * 1024;
         /// <summary>Entries known to be code (symbols, entry points, direct call targets); the others were
         /// found only as addresses in data or LEA operands and are dropped if they decode like data.</summary>
         private readonly HashSet<ulong> _trusted = [];
@@ -50,7 +60,7 @@ public static class BinaryAnalyzer
             _warnings.AddRange(file.Warnings);
         }
 
-        public FileAnalysis Execute()
+        public FileAnalysis Execute(bool keepGraph)
         {
             CollectRoots();
             foreach (var (address, _, _) in _context.FunctionSymbols)
@@ -61,9 +71,13 @@ public static class BinaryAnalyzer
             {
                 Enqueue(root, _trusted.Contains(root));
             }
+            foreach (var candidate in _candidates)
+            {
+                Enqueue(candidate, trusted: false);
+            }
             Drain();
             Refine();
-            return Summarize();
+            return Summarize(keepGraph);
         }
 
         private void CollectRoots()
@@ -96,6 +110,10 @@ public static class BinaryAnalyzer
             }
             foreach (var symbol in _file.DynamicSymbols.Concat(_file.Symbols))
             {
+                if (symbol.IsDefined && symbol.IsObject && symbol.Value != 0)
+                {
+                    _dataBoundaries.Add(symbol.Value);
+                }
                 if (!symbol.IsDefined || !symbol.IsFunction)
                 {
                     continue;
@@ -104,9 +122,15 @@ public static class BinaryAnalyzer
                 if (symbol.IsIfunc)
                 {
                     _resolvers.Add(symbol.Value);
-                    AddRoot(symbol.Value, trusted: true);
                 }
-                else if (symbol.IsExported || (!symbol.IsDynamic && symbol.Name == "main"))
+                if (symbol.IsExported)
+                {
+                    // An IFUNC export resolves to its resolver, which runs when another module binds the name.
+                    _exports.TryAdd(symbol.Name, symbol.Value);
+                    AddRoot(symbol.Value, trusted: true);
+                    _exportRoots.Add(symbol.Value);
+                }
+                else if (!symbol.IsDynamic && symbol.Name == "main")
                 {
                     AddRoot(symbol.Value, trusted: true);
                 }
@@ -120,14 +144,28 @@ public static class BinaryAnalyzer
                         AddRoot((ulong)relocation.Addend, trusted: true);
                         break;
                     case ElfConstants.RX86_64_Relative:
-                        // A code address stored in data (vtables, callback tables): callable any time — unless
-                        // it points at a table kept in .text, which decoding then exposes as data.
-                        AddRoot((ulong)relocation.Addend, trusted: false);
+                        // A code address stored in data (vtables, callback tables). Decoded as a candidate
+                        // (tables kept in .text decode like data and are dropped); reachable through whoever
+                        // references the table, see AttachDataPointers.
+                        AddDataPointer(relocation.Offset, (ulong)relocation.Addend);
                         break;
                     case ElfConstants.RX86_64_64 when relocation.SymbolDefined:
-                        AddRoot(relocation.SymbolValue + (ulong)relocation.Addend, trusted: false);
+                        AddDataPointer(relocation.Offset, relocation.SymbolValue + (ulong)relocation.Addend);
                         break;
                 }
+            }
+        }
+
+        private void AddDataPointer(ulong slot, ulong target)
+        {
+            if (_code.Contains(target))
+            {
+                _dataPointers.Add((slot, target));
+                _candidates.Add(target);
+            }
+            else if (target != 0)
+            {
+                _dataBoundaries.Add(target);
             }
         }
 
@@ -194,7 +232,7 @@ public static class BinaryAnalyzer
         {
             foreach (var edge in summary.Edges)
             {
-                if (edge.Kind != EdgeKind.Import)
+                if (edge.Kind is not (EdgeKind.Import or EdgeKind.DataRef))
                 {
                     Enqueue(edge.Target, edge.Kind is EdgeKind.Call or EdgeKind.Tail);
                 }
@@ -274,99 +312,161 @@ public static class BinaryAnalyzer
             }
         }
 
-        private FileAnalysis Summarize()
+        private FileGraph BuildGraph()
         {
             int n = _functions.Count;
-            var ungated = new bool[n];
-            var gated = new bool[n];
-            var queue = new Queue<int>();
-            foreach (var root in _roots)
+            var isData = new bool[n];
+            for (int i = 0; i < n; i++)
             {
-                if (_index.TryGetValue(root, out int i) && i >= 0 && !ungated[i] && !IsData(i))
+                isData[i] = IsData(i);
+            }
+            var loadRoots = new List<int>();
+            var exportRoots = new List<int>();
+            foreach (var root in _roots.Distinct())
+            {
+                if (_index.TryGetValue(root, out int i) && i >= 0 && !isData[i])
                 {
-                    ungated[i] = true;
-                    queue.Enqueue(i);
+                    (_exportRoots.Contains(root) ? exportRoots : loadRoots).Add(i);
                 }
             }
-            var gatedSeeds = new List<int>();
-            while (queue.Count > 0)
+            loadRoots = [.. loadRoots.Distinct()];
+            var functions = AttachDataPointers(isData, loadRoots);
+            var exports = new Dictionary<string, int>(StringComparer.Ordinal);
+            foreach (var (name, address) in _exports)
             {
-                var f = _functions[queue.Dequeue()];
-                foreach (var edge in f.Edges)
+                if (_index.TryGetValue(address, out int i) && i >= 0)
                 {
-                    if (edge.Kind == EdgeKind.Import || !_index.TryGetValue(edge.Target, out int t) || t < 0 || IsData(t))
-                    {
-                        continue;
-                    }
-                    if (edge.Gated)
-                    {
-                        gatedSeeds.Add(t);
-                    }
-                    else if (!ungated[t])
-                    {
-                        ungated[t] = true;
-                        queue.Enqueue(t);
-                    }
+                    exports[name] = i;
                 }
             }
-            foreach (int seed in gatedSeeds)
+            return new FileGraph
             {
-                if (!ungated[seed] && !gated[seed])
-                {
-                    gated[seed] = true;
-                    queue.Enqueue(seed);
-                }
-            }
-            while (queue.Count > 0)
-            {
-                foreach (var edge in _functions[queue.Dequeue()].Edges)
-                {
-                    if (edge.Kind != EdgeKind.Import && _index.TryGetValue(edge.Target, out int t) && t >= 0 && !ungated[t] && !gated[t] && !IsData(t))
-                    {
-                        gated[t] = true;
-                        queue.Enqueue(t);
-                    }
-                }
-            }
+                Path = _path,
+                Functions = functions,
+                Index = _index,
+                IsData = isData,
+                LoadRoots = [.. loadRoots],
+                ExportRoots = [.. exportRoots],
+                Exports = exports,
+                Symbols = _context.Symbols,
+            };
+        }
 
-            var required = FeatureSet.Empty;
-            var gatedFeatures = FeatureSet.Empty;
+        /// <summary>
+        /// A code pointer stored in a data object is reachable when code takes that object's address — with the
+        /// same gating (so OpenSSL's AES-NI method table, picked after a capability test, yields gated code) —
+        /// and is a load root when no code names the object (it is reached through other data).
+        /// The object holding a slot is the nearest known object start at or below it.
+        /// </summary>
+        private FunctionSummary[] AttachDataPointers(bool[] isData, List<int> loadRoots)
+        {
+            var references = new Dictionary<ulong, List<(int Function, bool Gated)>>();
+            for (int i = 0; i < _functions.Count; i++)
+            {
+                if (isData[i])
+                {
+                    continue;
+                }
+                foreach (var edge in _functions[i].Edges)
+                {
+                    if (edge.Kind == EdgeKind.DataRef)
+                    {
+                        _dataBoundaries.Add(edge.Target);
+                        if (!references.TryGetValue(edge.Target, out var list))
+                        {
+                            references[edge.Target] = list = [];
+                        }
+                        list.Add((i, edge.Gated));
+                    }
+                }
+            }
+            var extra = new Dictionary<int, List<CallEdge>>();
+            foreach (var (slot, target) in _dataPointers)
+            {
+                if (!_index.TryGetValue(target, out int t) || t < 0 || isData[t])
+                {
+                    continue;
+                }
+                var owner = _dataBoundaries.GetViewBetween(slot > MaxDataObject ? slot - MaxDataObject : 0, slot);
+                if (owner.Count > 0 && references.TryGetValue(owner.Max, out var referrers))
+                {
+                    foreach (var (function, gated) in referrers)
+                    {
+                        if (!extra.TryGetValue(function, out var list))
+                        {
+                            extra[function] = list = [];
+                        }
+                        list.Add(new CallEdge(target, EdgeKind.AddressTaken, gated, null));
+                    }
+                }
+                else
+                {
+                    loadRoots.Add(t);
+                }
+            }
+            var functions = _functions.ToArray();
+            foreach (var (function, edges) in extra)
+            {
+                var f = functions[function];
+                functions[function] = new FunctionSummary
+                {
+                    Entry = f.Entry,
+                    Ungated = f.Ungated,
+                    Gated = f.Gated,
+                    Edges = [.. f.Edges, .. edges.Distinct()],
+                    Examples = f.Examples,
+                    TestsFeatures = f.TestsFeatures,
+                    ReturnsFeatures = f.ReturnsFeatures,
+                    NeverReturns = f.NeverReturns,
+                    DataReads = f.DataReads,
+                    Instructions = f.Instructions,
+                    Runs = f.Runs,
+                    Truncated = f.Truncated,
+                    Implausible = f.Implausible,
+                };
+            }
+            return functions;
+        }
+
+        private FileAnalysis Summarize(bool keepGraph)
+        {
+            var graph = BuildGraph();
+            var walk = new GraphWalk([graph], (_, _) => null);
+            foreach (int root in graph.LoadRoots.Concat(graph.ExportRoots))
+            {
+                walk.Seed(0, root, gated: false);
+            }
+            walk.Run();
+            var (required, gatedFeatures) = walk.Features();
+
             var unreached = FeatureSet.Empty;
             long instructions = 0;
             int reachable = 0, testers = 0;
-            for (int i = 0; i < n; i++)
+            for (int i = 0; i < _functions.Count; i++)
             {
                 var f = _functions[i];
                 instructions += f.Instructions;
                 testers += f.TestsFeatures ? 1 : 0;
-                if (ungated[i])
+                if (walk.IsReached(0, i))
                 {
-                    required |= f.Ungated;
-                    gatedFeatures |= f.Gated;
                     reachable++;
                 }
-                else if (gated[i])
-                {
-                    gatedFeatures |= f.Ungated | f.Gated;
-                    reachable++;
-                }
-                else if (!IsData(i))
+                else if (!graph.IsData[i])
                 {
                     unreached |= f.Ungated | f.Gated;
                 }
             }
-            gatedFeatures -= required;
-            var examples = PickExamples(ungated, gated, required, gatedFeatures);
+            var examples = walk.Examples(required, gatedFeatures).ToDictionary(kv => kv.Key, kv => kv.Value.Location);
             var (swept, sweptExamples, coveredBytes) = SweepUncovered();
             unreached = (unreached | swept) - required - gatedFeatures;
+            AddUnreachedExamples(examples, unreached, walk, graph);
             foreach (var feature in (unreached - CpuFeatureInfo.Baseline).Members())
             {
                 if (!examples.ContainsKey(feature) && sweptExamples.TryGetValue(feature, out var address))
                 {
-                    examples[feature] = new FeatureLocation(NameOf(address), address, false);
+                    examples[feature] = new FeatureLocation(_context.NameFor(address) ?? $"0x{address:x}", address, false);
                 }
             }
-            AddUnreachedExamples(examples, unreached, ungated, gated);
 
             var level = CpuFeatureInfo.ImpliedLevel(required);
             var noteNeeded = LevelFromNote(_file.IsaNote.Needed);
@@ -393,39 +493,16 @@ public static class BinaryAnalyzer
                 RunPath = _file.RunPath,
                 RPath = _file.RPath,
                 Warnings = _warnings,
-                Stats = new AnalysisStats(n, reachable, instructions, _code.TotalBytes, coveredBytes, testers, _truncated),
+                Stats = new AnalysisStats(_functions.Count, reachable, instructions, _code.TotalBytes, coveredBytes, testers, _truncated),
+                Graph = keepGraph ? graph : null,
             };
         }
 
-        private Dictionary<CpuFeature, FeatureLocation> PickExamples(bool[] ungated, bool[] gated, FeatureSet required, FeatureSet gatedFeatures)
-        {
-            var examples = new Dictionary<CpuFeature, FeatureLocation>();
-            // Lowest address wins, so the choice does not depend on discovery order.
-            var order = Enumerable.Range(0, _functions.Count).OrderBy(i => _functions[i].Entry);
-            foreach (int i in order)
-            {
-                if (!ungated[i] && !gated[i])
-                {
-                    continue;
-                }
-                foreach (var e in _functions[i].Examples)
-                {
-                    bool isGated = gated[i] || e.Gated;
-                    var wanted = isGated ? gatedFeatures : required;
-                    if (wanted.Contains(e.Feature) && (!examples.TryGetValue(e.Feature, out var existing) || (existing.Gated && !isGated)))
-                    {
-                        examples[e.Feature] = new FeatureLocation(NameOf(_functions[i].Entry, e.Address), e.Address, isGated);
-                    }
-                }
-            }
-            return examples;
-        }
-
-        private void AddUnreachedExamples(Dictionary<CpuFeature, FeatureLocation> examples, FeatureSet unreached, bool[] ungated, bool[] gated)
+        private void AddUnreachedExamples(Dictionary<CpuFeature, FeatureLocation> examples, FeatureSet unreached, GraphWalk walk, FileGraph graph)
         {
             foreach (int i in Enumerable.Range(0, _functions.Count).OrderBy(i => _functions[i].Entry))
             {
-                if (ungated[i] || gated[i] || IsData(i))
+                if (walk.IsReached(0, i) || graph.IsData[i])
                 {
                     continue;
                 }
@@ -433,7 +510,7 @@ public static class BinaryAnalyzer
                 {
                     if (unreached.Contains(e.Feature) && !examples.ContainsKey(e.Feature))
                     {
-                        examples[e.Feature] = new FeatureLocation(NameOf(_functions[i].Entry, e.Address), e.Address, false);
+                        examples[e.Feature] = new FeatureLocation(_context.Symbols.Describe(_functions[i].Entry, e.Address), e.Address, false);
                     }
                 }
             }
@@ -495,11 +572,6 @@ public static class BinaryAnalyzer
             }
             return (features, examples, _code.TotalBytes - uncovered);
         }
-
-        private string NameOf(ulong entry, ulong address) =>
-            _context.NameFor(address) ?? (entry == address ? $"sub_{entry:x}" : $"sub_{entry:x}+0x{address - entry:x}");
-
-        private string NameOf(ulong address) => _context.NameFor(address) ?? $"0x{address:x}";
 
         private static IsaLevel? LevelFromNote(uint? bits)
         {

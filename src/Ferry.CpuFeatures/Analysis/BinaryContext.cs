@@ -52,7 +52,6 @@ internal sealed class BinaryContext
 
     private readonly (ulong Start, ulong End)[] _featureData;
     private readonly Dictionary<ulong, GotSlot> _gotSlots = [];
-    private readonly (ulong Address, ulong Size, string Name)[] _functionSymbols;
     private readonly HashSet<ulong> _noReturnAddresses = [];
     private readonly HashSet<ulong> _featureFunctionAddresses = [];
     private readonly (ulong Start, ulong End)[] _writable;
@@ -115,8 +114,7 @@ internal sealed class BinaryContext
         }
         featureData.Sort();
         _featureData = [.. featureData];
-        functions.Sort((a, b) => a.Item1 != b.Item1 ? a.Item1.CompareTo(b.Item1) : b.Item2.CompareTo(a.Item2));
-        _functionSymbols = [.. functions];
+        Symbols = new SymbolTable(functions);
         IsPositionIndependent = file.Type == ElfConstants.EtDyn;
         _writable = [.. file.Sections
             .Where(s => (s.Flags & (ElfConstants.ShfAlloc | 1)) == (ElfConstants.ShfAlloc | 1) && s.Address != 0 && s.Size > 0)
@@ -193,13 +191,11 @@ internal sealed class BinaryContext
     public bool TryGetGotSlot(ulong address, out GotSlot slot) => _gotSlots.TryGetValue(address, out slot);
 
     /// <summary>Symbol-defined function sizes: descent stops at a sized function's end.</summary>
-    public ulong SizeOf(ulong entry)
-    {
-        int i = FindSymbol(entry);
-        return i >= 0 && _functionSymbols[i].Address == entry ? _functionSymbols[i].Size : 0;
-    }
+    public ulong SizeOf(ulong entry) => Symbols.SizeOf(entry);
 
-    public IEnumerable<(ulong Address, ulong Size, string Name)> FunctionSymbols => _functionSymbols;
+    public SymbolTable Symbols { get; }
+
+    public IEnumerable<(ulong Address, ulong Size, string Name)> FunctionSymbols => Symbols.All;
 
     /// <summary>Whether a data address is (inside) a feature-data object; <paramref name="extra"/> holds discovered ones.</summary>
     public bool IsFeatureData(ulong address, FeatureVariables extra)
@@ -228,49 +224,7 @@ internal sealed class BinaryContext
         return extra.Contains(address);
     }
 
-    /// <summary>"symbol" or "symbol+0x1c" for the innermost sized function symbol, else null.</summary>
-    public string? NameFor(ulong address)
-    {
-        int i = FindSymbol(address);
-        // Walk back over symbols that start earlier but end before the address (unsized or nested).
-        for (int steps = 0; i >= 0 && steps < 8; i--, steps++)
-        {
-            var (start, size, name) = _functionSymbols[i];
-            if (address == start)
-            {
-                return name;
-            }
-            if (address < start + Math.Max(size, 1))
-            {
-                return $"{name}+0x{address - start:x}";
-            }
-        }
-        return null;
-    }
-
-    private int FindSymbol(ulong address)
-    {
-        int lo = 0, hi = _functionSymbols.Length - 1, found = -1;
-        while (lo <= hi)
-        {
-            int mid = (lo + hi) >>> 1;
-            if (_functionSymbols[mid].Address <= address)
-            {
-                found = mid;
-                lo = mid + 1;
-            }
-            else
-            {
-                hi = mid - 1;
-            }
-        }
-        // Prefer the first symbol at that address (aliases sort by descending size).
-        while (found > 0 && _functionSymbols[found - 1].Address == _functionSymbols[found].Address)
-        {
-            found--;
-        }
-        return found;
-    }
+    public string? NameFor(ulong address) => Symbols.NameFor(address);
 }
 
 /// <summary>

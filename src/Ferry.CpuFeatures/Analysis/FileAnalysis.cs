@@ -41,4 +41,7 @@ public sealed class FileAnalysis
     public required AnalysisStats Stats { get; init; }
     public string? RunPath { get; init; }
     public string? RPath { get; init; }
+
+    /// <summary>The call graph, when the caller asked to keep it for a closure walk.</summary>
+    internal FileGraph? Graph { get; init; }
 }

@@ -102,7 +102,7 @@ internal sealed class FunctionAnalyzer
                 bool afterSource = _afterSource[r] || (run.HasSource && raw.At > run.SourceAt);
                 bool edgeGated = !_ungated[r]
                     || (raw.TakenSide && test is BranchTest.TakenWhenPresent or BranchTest.Unknown)
-                    || (raw.Kind == EdgeKind.AddressTaken && (isResolver || afterSource));
+                    || (raw.Kind is EdgeKind.AddressTaken or EdgeKind.DataRef && (isResolver || afterSource));
                 returns |= raw.Kind == EdgeKind.Tail || (raw.Kind == EdgeKind.Import && run.EndKind == RunEnd.Tail);
                 _edges.Add(new CallEdge(raw.Target, raw.Kind, edgeGated, raw.Import));
             }

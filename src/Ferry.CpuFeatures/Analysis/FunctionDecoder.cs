@@ -280,6 +280,7 @@ internal sealed unsafe class FunctionDecoder
                 if (_context.IsWritableData(address))
                 {
                     g.AddDataRead(address);
+                    g.AddEdge(ref run, address, EdgeKind.DataRef, _at);
                 }
                 if (_context.IsFeatureData(address, _variables))
                 {

@@ -92,6 +92,7 @@ internal sealed class FunctionGraph
         ReadsOverflow = false;
         Instructions = 0;
         Truncated = false;
+        Implausible = false;
     }
 
     public int AddRun(ulong start, int predecessor)

@@ -12,6 +12,8 @@ internal enum EdgeKind : byte
     AddressTaken,
     /// <summary>A call or jump through the GOT to another module's symbol.</summary>
     Import,
+    /// <summary>The address of a data object (LEA): code pointers stored in that object become reachable.</summary>
+    DataRef,
 }
 
 /// <summary>An edge of the call graph, from some run of a function. Gated edges leave a feature-tested run.</summary>
