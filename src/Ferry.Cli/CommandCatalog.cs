@@ -18,6 +18,7 @@ public static class CommandCatalog
         Command[] commands =
         [
             DemoCommand.Create(),
+            CpuCommand.Create(),
         ];
         foreach (var command in commands)
         {

@@ -35,13 +35,14 @@ public static class BinaryAnalyzer
         private readonly HashSet<ulong> _resolvers = [];
         private readonly List<ulong> _roots = [];
         private readonly HashSet<ulong> _exportRoots = [];
+        private readonly HashSet<ulong> _loadRootSet = [];
         private readonly Dictionary<string, ulong> _exports = new(StringComparer.Ordinal);
         /// <summary>(slot, code address) of code pointers stored in data.</summary>
         private readonly List<(ulong Slot, ulong Target)> _dataPointers = [];
         /// <summary>Code addresses decoded only because data points at them.</summary>
         private readonly List<ulong> _candidates = [];
         /// <summary>Known starts of data objects (pointed at by data, named by symbols, or LEA'd by code).</summary>
-        private readonly SortedSet<ulong> _dataBoundaries = [];
+        private readonly List<ulong> _dataBoundaries = [];
         private const ulong MaxDataObject = 64 * 1024;
         /// <summary>Entries known to be code (symbols, entry points, direct call targets); the others were
         /// found only as addresses in data or LEA operands and are dropped if they decode like data.</summary>
@@ -127,8 +128,7 @@ public static class BinaryAnalyzer
                 {
                     // An IFUNC export resolves to its resolver, which runs when another module binds the name.
                     _exports.TryAdd(symbol.Name, symbol.Value);
-                    AddRoot(symbol.Value, trusted: true);
-                    _exportRoots.Add(symbol.Value);
+                    AddRoot(symbol.Value, trusted: true, export: true);
                 }
                 else if (!symbol.IsDynamic && symbol.Name == "main")
                 {
@@ -169,11 +169,19 @@ public static class BinaryAnalyzer
             }
         }
 
-        private void AddRoot(ulong address, bool trusted)
+        private void AddRoot(ulong address, bool trusted, bool export = false)
         {
             if (address != 0 && _code.Contains(address))
             {
                 _roots.Add(address);
+                if (export)
+                {
+                    _exportRoots.Add(address);
+                }
+                else
+                {
+                    _loadRootSet.Add(address);
+                }
                 if (trusted)
                 {
                     _trusted.Add(address);
@@ -297,7 +305,10 @@ public static class BinaryAnalyzer
                         {
                             break;
                         }
-                        affected = edge.Kind == EdgeKind.Call && (newNoReturn.Contains(edge.Target) || newFeature.Contains(edge.Target));
+                        // A sized function cannot run into its neighbour after a call that does not return,
+                        // so only unsized ones are re-decoded for that; feature accessors matter to all.
+                        affected = edge.Kind == EdgeKind.Call
+                            && ((newNoReturn.Contains(edge.Target) && _context.SizeOf(f.Entry) == 0) || newFeature.Contains(edge.Target));
                     }
                     if (affected)
                     {
@@ -326,7 +337,7 @@ public static class BinaryAnalyzer
             {
                 if (_index.TryGetValue(root, out int i) && i >= 0 && !isData[i])
                 {
-                    (_exportRoots.Contains(root) ? exportRoots : loadRoots).Add(i);
+                    (_loadRootSet.Contains(root) ? loadRoots : exportRoots).Add(i);
                 }
             }
             loadRoots = [.. loadRoots.Distinct()];
@@ -360,26 +371,30 @@ public static class BinaryAnalyzer
         /// </summary>
         private FunctionSummary[] AttachDataPointers(bool[] isData, List<int> loadRoots)
         {
-            var references = new Dictionary<ulong, List<(int Function, bool Gated)>>();
-            for (int i = 0; i < _functions.Count; i++)
+            var functions = _functions.ToArray();
+            if (_dataPointers.Count == 0)
+            {
+                return functions;
+            }
+            // (object address, referring function, gated), sorted by address: one flat array, no per-object lists.
+            var references = new List<(ulong Target, int Function, bool Gated)>();
+            for (int i = 0; i < functions.Length; i++)
             {
                 if (isData[i])
                 {
                     continue;
                 }
-                foreach (var edge in _functions[i].Edges)
+                foreach (var edge in functions[i].Edges)
                 {
                     if (edge.Kind == EdgeKind.DataRef)
                     {
+                        references.Add((edge.Target, i, edge.Gated));
                         _dataBoundaries.Add(edge.Target);
-                        if (!references.TryGetValue(edge.Target, out var list))
-                        {
-                            references[edge.Target] = list = [];
-                        }
-                        list.Add((i, edge.Gated));
                     }
                 }
             }
+            references.Sort();
+            _dataBoundaries.Sort();
             var extra = new Dictionary<int, List<CallEdge>>();
             foreach (var (slot, target) in _dataPointers)
             {
@@ -387,24 +402,29 @@ public static class BinaryAnalyzer
                 {
                     continue;
                 }
-                var owner = _dataBoundaries.GetViewBetween(slot > MaxDataObject ? slot - MaxDataObject : 0, slot);
-                if (owner.Count > 0 && references.TryGetValue(owner.Max, out var referrers))
+                int b = _dataBoundaries.BinarySearch(slot);
+                b = b >= 0 ? b : ~b - 1;
+                bool attached = false;
+                if (b >= 0 && slot - _dataBoundaries[b] < MaxDataObject)
                 {
-                    foreach (var (function, gated) in referrers)
+                    ulong owner = _dataBoundaries[b];
+                    int r = references.BinarySearch((owner, -1, false));
+                    for (r = r >= 0 ? r : ~r; r < references.Count && references[r].Target == owner; r++)
                     {
+                        var (_, function, gated) = references[r];
                         if (!extra.TryGetValue(function, out var list))
                         {
                             extra[function] = list = [];
                         }
                         list.Add(new CallEdge(target, EdgeKind.AddressTaken, gated, null));
+                        attached = true;
                     }
                 }
-                else
+                if (!attached)
                 {
                     loadRoots.Add(t);
                 }
             }
-            var functions = _functions.ToArray();
             foreach (var (function, edges) in extra)
             {
                 var f = functions[function];
@@ -476,7 +496,7 @@ public static class BinaryAnalyzer
             {
                 _warnings.Add("analysis limits reached (function, run or instruction caps): the result covers only what was decoded");
             }
-            return new FileAnalysis
+            var analysis = new FileAnalysis
             {
                 Path = _path,
                 Kind = _file.Kind,
@@ -494,8 +514,9 @@ public static class BinaryAnalyzer
                 RPath = _file.RPath,
                 Warnings = _warnings,
                 Stats = new AnalysisStats(_functions.Count, reachable, instructions, _code.TotalBytes, coveredBytes, testers, _truncated),
-                Graph = keepGraph ? graph : null,
             };
+            analysis.SetGraph(keepGraph ? graph : null);
+            return analysis;
         }
 
         private void AddUnreachedExamples(Dictionary<CpuFeature, FeatureLocation> examples, FeatureSet unreached, GraphWalk walk, FileGraph graph)

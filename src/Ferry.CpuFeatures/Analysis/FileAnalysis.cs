@@ -43,5 +43,10 @@ public sealed class FileAnalysis
     public string? RPath { get; init; }
 
     /// <summary>The call graph, when the caller asked to keep it for a closure walk.</summary>
-    internal FileGraph? Graph { get; init; }
+    internal FileGraph? Graph { get; private set; }
+
+    internal void SetGraph(FileGraph? graph) => Graph = graph;
+
+    /// <summary>Releases the call graph once the closure has been computed.</summary>
+    public void DropGraph() => Graph = null;
 }

@@ -57,7 +57,7 @@ internal sealed class FunctionAnalyzer
         {
             Entry = entry,
             TestsFeatures = hasSource || isResolver,
-            DataReads = g.ReadsOverflow ? null : [.. g.DataReads],
+            DataReads = g.ReadsOverflow ? null : g.DataReads.Count == 0 ? [] : [.. g.DataReads],
             Instructions = g.Instructions,
             Runs = n,
             Truncated = g.Truncated,
@@ -118,16 +118,26 @@ internal sealed class FunctionAnalyzer
         summary.Edges = [.. _edges];
         summary.NeverReturns = !returns && !g.Truncated && n > 0;
 
-        var examples = new List<FeatureExample>(g.Examples.Count);
-        foreach (var (feature, address, run) in g.Examples)
-        {
-            examples.Add(new FeatureExample(feature, address, !_ungated[run] || feature == CpuFeature.Rtm));
-        }
         if (anyTest)
         {
+            var examples = new List<FeatureExample>(g.Examples.Count);
+            foreach (var (feature, address, run) in g.Examples)
+            {
+                examples.Add(new FeatureExample(feature, address, !_ungated[run] || feature == CpuFeature.Rtm));
+            }
             AddUngatedExamples(g, examples, ungated);
+            summary.Examples = [.. examples];
         }
-        summary.Examples = [.. examples];
+        else if (g.Examples.Count > 0)
+        {
+            var examples = new FeatureExample[g.Examples.Count];
+            for (int i = 0; i < examples.Length; i++)
+            {
+                var (feature, address, _) = g.Examples[i];
+                examples[i] = new FeatureExample(feature, address, feature == CpuFeature.Rtm);
+            }
+            summary.Examples = examples;
+        }
         return summary;
     }
 

@@ -26,6 +26,11 @@ internal sealed unsafe class FunctionDecoder
     private readonly Stack<(ulong Target, int Predecessor)> _work = new();
     private readonly ulong[] _startFilter = new ulong[64];
     private readonly Instruction[] _history = new Instruction[64];
+    /// <summary>Start addresses of the last eight instructions of the current run (a jump table's setup is
+    /// re-decoded from here instead of from the run's start).</summary>
+    private readonly ulong[] _recent = new ulong[8];
+    private int _recentCount;
+    private (ulong Start, ulong End)[] _pltRanges = [];
     private readonly Dictionary<ulong, GotSlot?> _pltStubs = [];
     private readonly HashSet<ulong> _tableTargets = [];
 
@@ -39,6 +44,7 @@ internal sealed unsafe class FunctionDecoder
         _variables = variables;
         _reader = new PointerCodeReader(context.File.Image.Pointer);
         _decoder = Decoder.Create(64, _reader, DecoderOptions.None);
+        _pltRanges = [.. context.Code.Sections.Where(s => s.Name.StartsWith(".plt", StringComparison.Ordinal)).Select(s => (s.Address, s.End))];
     }
 
     public FunctionGraph Graph => _graph;
@@ -75,18 +81,25 @@ internal sealed unsafe class FunctionDecoder
     }
 
     /// <summary>Decodes the instructions of one run again (for data-flow and jump tables) into <paramref name="into"/>.</summary>
-    public int Redecode(in Run run, Instruction[] into)
+    public int Redecode(in Run run, Instruction[] into) => DecodeRange(run.Start, run.End, into);
+
+    /// <summary>Decodes [from, to) into a ring buffer; returns how many instructions there were.</summary>
+    private int DecodeRange(ulong from, ulong to, Instruction[] into)
     {
-        int section = _code.Find(run.Start);
+        int section = _code.Find(from);
         if (section < 0)
         {
             return 0;
         }
-        Seek(section, run.Start);
+        Seek(section, from);
         int count = 0;
-        while (_decoder.IP < run.End)
+        while (_decoder.IP < to)
         {
             _decoder.Decode(out into[count % into.Length]);
+            if (into[count % into.Length].IsInvalid)
+            {
+                break;
+            }
             count++;
         }
         return count;
@@ -111,6 +124,7 @@ internal sealed unsafe class FunctionDecoder
         var features = FeatureSet.Empty;
         var seen = FeatureSet.Empty;
         ulong pos = start;
+        _recentCount = 0;
         Instruction instruction = default;
         run.EndKind = RunEnd.Stop;
         while (true)
@@ -143,6 +157,7 @@ internal sealed unsafe class FunctionDecoder
             }
             g.Instructions++;
             _at = instruction.IP;
+            _recent[_recentCount++ & 7] = _at;
             var needed = IcedFeatureMap.For(instruction.Code);
             features |= needed;
             if (!(needed - seen).IsEmpty)
@@ -217,6 +232,7 @@ internal sealed unsafe class FunctionDecoder
                     run.EndKind = instruction.IsIPRelativeMemoryOperand ? RunEnd.Tail : RunEnd.IndirectJump;
                     run.End = pos;
                     run.Last = instruction.IP;
+                    run.Penultimate = _recentCount > 1 ? _recent[(_recentCount - 2) & 7] : 0;
                     if (run.EndKind == RunEnd.IndirectJump)
                     {
                         ResolveJumpTable(index, in instruction, sectionIndex, entry, bound);
@@ -233,6 +249,7 @@ internal sealed unsafe class FunctionDecoder
         run = ref g.Runs[index];
         run.End = pos;
         run.Last = instruction.IP;
+        run.Penultimate = _recentCount > 1 ? _recent[(_recentCount - 2) & 7] : 0;
         run.Features = features;
         if (pos > start)
         {
@@ -355,6 +372,15 @@ internal sealed unsafe class FunctionDecoder
     /// <summary>A PLT stub is `[endbr64] [bnd] jmp [rip+slot]`; returns that slot, cached per stub.</summary>
     private GotSlot? PltStub(ulong target)
     {
+        bool inPlt = false;
+        foreach (var (start, end) in _pltRanges)
+        {
+            inPlt |= target >= start && target < end;
+        }
+        if (!inPlt)
+        {
+            return null;
+        }
         if (_pltStubs.TryGetValue(target, out var cached))
         {
             return cached;
@@ -430,7 +456,9 @@ internal sealed unsafe class FunctionDecoder
     private void ResolveJumpTable(int runIndex, in Instruction jump, int sectionIndex, ulong entry, ulong bound)
     {
         var g = _graph;
-        int count = Redecode(in g.Runs[runIndex], _history);
+        // The setup sits right before the jump: re-decode the last (up to) eight instructions only.
+        ulong from = _recentCount > 8 ? _recent[_recentCount & 7] : g.Runs[runIndex].Start;
+        int count = DecodeRange(from, g.Runs[runIndex].End, _history);
         int first = Math.Max(0, count - _history.Length);
         ulong table = 0;
         int entrySize = 0;
@@ -545,7 +573,12 @@ internal sealed unsafe class FunctionDecoder
             {
                 continue;
             }
-            int count = Redecode(in g.Runs[predecessor], _history);
+            ref var p = ref g.Runs[predecessor];
+            if (p.Penultimate == 0)
+            {
+                continue;
+            }
+            int count = DecodeRange(p.Penultimate, p.End, _history);
             if (count < 2)
             {
                 continue;

@@ -27,6 +27,8 @@ internal struct Run
     public ulong End;
     /// <summary>The address of the last instruction (the branch, for <see cref="RunEnd.Branch"/>).</summary>
     public ulong Last;
+    /// <summary>The address of the instruction before <see cref="Last"/> (0 when the run has one instruction).</summary>
+    public ulong Penultimate;
     public FeatureSet Features;
     public int SuccessorStart;
     public int SuccessorCount;

@@ -32,6 +32,18 @@ public sealed unsafe class ElfImage : IDisposable
 
     public static ElfImage Open(string path)
     {
+        // Check the length before opening: FIFOs and character devices report 0, and opening a FIFO blocks.
+        try
+        {
+            if (new FileInfo(path).Length == 0)
+            {
+                throw new ElfFormatException(ElfErrorKind.NotElf, "empty file (or not a regular file)");
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ElfFormatException(ElfErrorKind.Io, $"cannot open: {e.Message}");
+        }
         FileStream stream;
         try
         {
