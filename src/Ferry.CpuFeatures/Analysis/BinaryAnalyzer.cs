@@ -512,6 +512,7 @@ public static class BinaryAnalyzer
                 Needed = _file.Needed,
                 RunPath = _file.RunPath,
                 RPath = _file.RPath,
+                Interpreter = _file.Interpreter,
                 Warnings = _warnings,
                 Stats = new AnalysisStats(_functions.Count, reachable, instructions, _code.TotalBytes, coveredBytes, testers, _truncated),
             };

@@ -42,6 +42,9 @@ public sealed class FileAnalysis
     public string? RunPath { get; init; }
     public string? RPath { get; init; }
 
+    /// <summary>PT_INTERP: the dynamic loader an executable names.</summary>
+    public string? Interpreter { get; init; }
+
     /// <summary>The call graph, when the caller asked to keep it for a closure walk.</summary>
     internal FileGraph? Graph { get; private set; }
 

@@ -41,7 +41,9 @@ internal sealed class SymbolTable
 
     /// <summary>A report name: the symbol, else sub_ENTRY(+offset) from the function the analysis found.</summary>
     public string Describe(ulong entry, ulong address) =>
-        NameFor(address) ?? (entry == address ? $"sub_{entry:x}" : $"sub_{entry:x}+0x{address - entry:x}");
+        NameFor(address) ?? (entry == address ? $"sub_{entry:x}"
+            : address > entry ? $"sub_{entry:x}+0x{address - entry:x}"
+            : $"sub_{entry:x}-0x{entry - address:x}"); // code placed before its entry (cold blocks)
 
     private int Find(ulong address)
     {

@@ -154,7 +154,20 @@ public sealed class ScanSession(ScanOptions options)
             }
             foreach (var scanned in results)
             {
-                if (scanned.Analysis is not { } analysis || analysis.Needed.Count == 0)
+                if (scanned.Analysis is not { } analysis)
+                {
+                    continue;
+                }
+                // The program interpreter (ld.so) is loaded before anything DT_NEEDED names.
+                if (analysis.Interpreter is { } interpreter && LibrarySearch.IsX86_64Elf(interpreter))
+                {
+                    var real = RealPath(interpreter);
+                    if (!byRealPath.ContainsKey(real) && !next.Any(n => n.Item2 == real))
+                    {
+                        next.Add((interpreter, real, FileRole.Dependency, null));
+                    }
+                }
+                if (analysis.Needed.Count == 0)
                 {
                     continue;
                 }
