@@ -9,8 +9,8 @@ public static class CpuCompatCommand
 {
     public static Command Create()
     {
-        var needs = new Option<string>("--needs") { Description = "`ferry cpu scan --json` output of the workload", Required = true };
-        var hosts = new Option<string[]>("--host") { Description = "`ferry cpu host --json` output of a host, or qemu:MODEL (repeatable)", AllowMultipleArgumentsPerToken = true, Required = true };
+        var needs = new Option<string>("--needs") { Description = "`ferry cpu scan --json` output of the workload (required)" };
+        var hosts = new Option<string[]>("--host") { Description = "`ferry cpu host --json` output of a host, or qemu:MODEL (repeatable)", AllowMultipleArgumentsPerToken = true };
         var json = new Option<bool>("--json") { Description = "Write the verdicts as JSON" };
         var command = new Command("compat", "Which hosts can receive the workload, and what each one lacks")
         {
@@ -19,6 +19,11 @@ public static class CpuCompatCommand
         command.SetAction(parse =>
         {
             var catalog = CpuModelCatalog.Default;
+            if (parse.GetValue(needs) is null || (parse.GetValue(hosts) ?? []).Length == 0)
+            {
+                Console.Error.WriteLine("cpu compat: give --needs SCAN.json and at least one --host HOST.json|qemu:MODEL");
+                return ExitCodes.Usage;
+            }
             try
             {
                 var workload = WorkloadNeeds.Load(parse.GetValue(needs)!);

@@ -14,7 +14,7 @@ public static class CpuMinimizeCommand
         var timeout = new Option<int>("--timeout") { Description = "Seconds per run before it counts as a failure", DefaultValueFactory = _ => 60 };
         var sameOutput = new Option<bool>("--same-output") { Description = "Also require stdout identical to the reference run" };
         var json = new Option<bool>("--json") { Description = "Write the result as JSON" };
-        var command = new Argument<string[]>("command") { Description = "The program and its arguments (after --)", Arity = ArgumentArity.OneOrMore };
+        var command = new Argument<string[]>("command") { Description = "The program and its arguments (after --)", Arity = ArgumentArity.ZeroOrMore };
         var cmd = new Command("minimize", "Find a small CPU feature set under which a command still succeeds (delta debugging under qemu-user)")
         {
             baseModel, timeout, sameOutput, json, command,
@@ -22,6 +22,11 @@ public static class CpuMinimizeCommand
         cmd.SetAction(parse =>
         {
             var catalog = CpuModelCatalog.Default;
+            if ((parse.GetValue(command) ?? []).Length == 0)
+            {
+                Console.Error.WriteLine("cpu minimize: usage: ferry cpu minimize [--base MODEL] -- CMD [ARGS]");
+                return ExitCodes.Usage;
+            }
             var qemu = new QemuUser();
             if (!qemu.IsInstalled)
             {

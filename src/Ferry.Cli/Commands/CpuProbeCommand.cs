@@ -10,10 +10,10 @@ public static class CpuProbeCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "QEMU CPU model to emulate (e.g. Nehalem, Haswell-noTSX, SapphireRapids-v1)", Required = true };
+        var model = new Option<string>("--model") { Description = "QEMU CPU model to emulate (e.g. Nehalem, Haswell-noTSX, SapphireRapids-v1); required" };
         var timeout = new Option<int>("--timeout") { Description = "Seconds before the run is killed", DefaultValueFactory = _ => 120 };
         var json = new Option<bool>("--json") { Description = "Write the outcome as JSON" };
-        var command = new Argument<string[]>("command") { Description = "The program and its arguments (after --)", Arity = ArgumentArity.OneOrMore };
+        var command = new Argument<string[]>("command") { Description = "The program and its arguments (after --)", Arity = ArgumentArity.ZeroOrMore };
         var cmd = new Command("probe", "Run a program under qemu-user with a CPU model; report success or the illegal instruction (address, mnemonic, function)")
         {
             model, timeout, json, command,
@@ -21,6 +21,11 @@ public static class CpuProbeCommand
         cmd.SetAction(parse =>
         {
             var catalog = CpuModelCatalog.Default;
+            if (parse.GetValue(model) is null || (parse.GetValue(command) ?? []).Length == 0)
+            {
+                Console.Error.WriteLine("cpu probe: usage: ferry cpu probe --model NAME -- CMD [ARGS]");
+                return ExitCodes.Usage;
+            }
             var qemu = new QemuUser();
             if (!qemu.IsInstalled)
             {

@@ -12,7 +12,7 @@ public static class CpuScanCommand
     {
         var json = new Option<bool>("--json") { Description = "Write the scan as JSON on stdout (human text goes to stderr)" };
         var noDeps = new Option<bool>("--no-deps") { Description = "Do not follow DT_NEEDED into shared libraries" };
-        var paths = new Argument<string[]>("paths") { Description = "ELF files or directories (scanned recursively)", Arity = ArgumentArity.OneOrMore };
+        var paths = new Argument<string[]>("paths") { Description = "ELF files or directories (scanned recursively)", Arity = ArgumentArity.ZeroOrMore };
         var command = new Command("scan", "Find the CPU features ELF files need: required (reachable without a CPU test) and gated (only behind one)")
         {
             json, noDeps, paths,

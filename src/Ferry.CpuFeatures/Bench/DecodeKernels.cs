@@ -16,6 +16,8 @@ public sealed class DecodeKernels
     private readonly (byte[] Bytes, ulong Address)[] _sections;
     private readonly ElfFile _file;
     private readonly ulong[] _functions;
+    private readonly BinaryContext _context;
+    private readonly FunctionDecoder _decoder;
 
     public DecodeKernels(ElfFile file)
     {
@@ -26,6 +28,13 @@ public sealed class DecodeKernels
         var analysis = BinaryAnalyzer.Analyze("bench", file, keepGraph: true);
         _functions = [.. analysis.Graph!.Functions.Select(f => f.Entry)];
         analysis.DropGraph();
+        var code = new CodeSpace(file.CodeSections);
+        _context = new BinaryContext(file, code);
+        _decoder = new FunctionDecoder(_context, new FeatureVariables());
+        foreach (var entry in _functions)
+        {
+            code.MarkEntry(entry);
+        }
     }
 
     public long CodeBytes { get; }
@@ -69,20 +78,14 @@ public sealed class DecodeKernels
         return count;
     }
 
-    /// <summary>Recursive descent of every function (runs, successors, edges, features), without summaries.</summary>
+    /// <summary>Recursive descent of every function (runs, successors, edges, features), without summaries;
+    /// the per-file tables (symbols, GOT slots) are built once in the constructor, as a scan builds them once per file.</summary>
     public long Descent()
     {
-        var code = new CodeSpace(_file.CodeSections);
-        var context = new BinaryContext(_file, code);
-        var decoder = new FunctionDecoder(context, new FeatureVariables());
-        foreach (var entry in _functions)
-        {
-            code.MarkEntry(entry);
-        }
         long count = 0;
         foreach (var entry in _functions)
         {
-            count += decoder.Decode(entry, context.SizeOf(entry)).Instructions;
+            count += _decoder.Decode(entry, _context.SizeOf(entry)).Instructions;
         }
         return count;
     }

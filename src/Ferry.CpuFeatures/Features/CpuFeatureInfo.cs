@@ -87,6 +87,10 @@ public static class CpuFeatureInfo
 
     private static string[] BuildNames()
     {
+        if ((int)CpuFeature.Count > 128)
+        {
+            throw new InvalidOperationException("CpuFeature has more than 128 values; widen FeatureSet.");
+        }
         var names = new string[(int)CpuFeature.Count];
         void Set(CpuFeature f, string n) => names[(int)f] = n;
         Set(CpuFeature.None, "none");

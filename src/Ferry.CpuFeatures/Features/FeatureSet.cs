@@ -5,21 +5,13 @@ namespace Ferry.CpuFeatures.Features;
 
 /// <summary>
 /// A set of <see cref="CpuFeature"/> values as a 128-bit mask: unions in the decode loop are two ORs and
-/// never allocate.
+/// never allocate. (No static constructor on purpose: it would put a class-init check on every operator call;
+/// the 128-value limit is asserted where the names are built and by a test.)
 /// </summary>
 public readonly struct FeatureSet : IEquatable<FeatureSet>
 {
     private readonly ulong _low;
     private readonly ulong _high;
-
-    static FeatureSet()
-    {
-        // The whole design rests on every feature fitting in 128 bits.
-        if ((int)CpuFeature.Count > 128)
-        {
-            throw new InvalidOperationException("CpuFeature has more than 128 values; widen FeatureSet.");
-        }
-    }
 
     private FeatureSet(ulong low, ulong high)
     {
