@@ -74,6 +74,25 @@ internal sealed class CodeSpace
         return (_entries[section][bit >> 6] & (1UL << (int)(bit & 63))) != 0;
     }
 
+    /// <summary>The next known function entry after <paramref name="address"/> in its section, or the section end.</summary>
+    public ulong NextEntryAfter(int section, ulong address)
+    {
+        var words = _entries[section];
+        ulong bit = address - _sections[section].Address + 1;
+        ulong size = _sections[section].Size;
+        while (bit < size)
+        {
+            ulong word = words[bit >> 6] >> (int)(bit & 63);
+            if (word != 0)
+            {
+                ulong found = bit + (ulong)System.Numerics.BitOperations.TrailingZeroCount(word);
+                return _sections[section].Address + Math.Min(found, size);
+            }
+            bit = (bit | 63) + 1;
+        }
+        return _sections[section].End;
+    }
+
     public void MarkCovered(int section, ulong start, ulong end)
     {
         var words = _covered[section];

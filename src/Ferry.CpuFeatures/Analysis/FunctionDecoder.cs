@@ -14,7 +14,14 @@ internal sealed unsafe class FunctionDecoder
     public const int MaxRuns = 100_000;
     public const int MaxInstructions = 2_000_000;
     private const int MaxTableEntries = 4096;
-    private const int UnboundedTableEntries = 512;
+    /// <summary>
+    /// Tables whose size no guarding compare gives are read only while every target is an instruction
+    /// boundary of a linear decode of the function (to its symbol's end, else to the next known entry):
+    /// entries past a table's end are other data whose "targets" land mid-instruction.
+    /// </summary>
+    private const int UnboundedTableEntries = 1024;
+    private readonly HashSet<ulong> _boundaries = [];
+    private ulong _boundariesOf = ulong.MaxValue;
     private const ulong NoTarget = ulong.MaxValue;
 
     private readonly BinaryContext _context;
@@ -463,11 +470,13 @@ internal sealed unsafe class FunctionDecoder
         ulong table = 0;
         int entrySize = 0;
         bool relative = false;
+        var index = Register.None;
 
         if (jump.Op0Kind == OpKind.Memory && jump.MemoryBase == Register.None && jump.MemoryIndexScale == 8)
         {
             table = jump.MemoryDisplacement64;
             entrySize = 8;
+            index = jump.MemoryIndex.GetFullRegister();
         }
         else if (jump.Op0Kind == OpKind.Register)
         {
@@ -492,11 +501,13 @@ internal sealed unsafe class FunctionDecoder
                         relative = true;
                         entrySize = 4;
                         baseRegister = ins.MemoryBase.GetFullRegister();
+                        index = ins.MemoryIndex.GetFullRegister();
                         table = FindLea(baseRegister, i, first);
                     }
                     else if (ins.Mnemonic == Mnemonic.Mov && ins.MemoryIndexScale == 8)
                     {
                         entrySize = 8;
+                        index = ins.MemoryIndex.GetFullRegister();
                         table = ins.MemoryBase == Register.None ? ins.MemoryDisplacement64 : FindLea(ins.MemoryBase.GetFullRegister(), i, first);
                     }
                     break;
@@ -507,8 +518,19 @@ internal sealed unsafe class FunctionDecoder
         {
             return;
         }
-        int limit = TableBound(runIndex) is int n and > 0 ? Math.Min(n, MaxTableEntries) : UnboundedTableEntries;
-        bool bounded = limit != UnboundedTableEntries;
+        // The guarding compare sits right before this run; it only bounds the index if the run is short enough
+        // to be fully in view and nothing in it recomputes the index (an unguarded table — e.g. a switch over an
+        // enum the compiler knows is covered — otherwise borrows some unrelated compare as its bound).
+        bool indexKept = _recentCount <= 8 && !RedefinesIndex(count, first, index);
+        int? guard = indexKept ? TableBound(runIndex, index) : null;
+        bool bounded = guard is > 0;
+        // Without a symbol size, the function is taken to end at the next known entry.
+        ulong extent = bound != ulong.MaxValue ? bound : _code.NextEntryAfter(sectionIndex, entry);
+        if (!bounded && (_code.Find(entry) != sectionIndex || !LinearBoundaries(entry, extent, sectionIndex)))
+        {
+            return;
+        }
+        int limit = bounded ? Math.Min(guard!.Value, MaxTableEntries) : UnboundedTableEntries;
         _tableTargets.Clear();
         ref Run run = ref g.Runs[runIndex];
         for (int i = 0; i < limit; i++)
@@ -531,7 +553,8 @@ internal sealed unsafe class FunctionDecoder
             {
                 break;
             }
-            bool inside = _code.Find(target) == sectionIndex && (bound == ulong.MaxValue || (target >= entry && target < bound));
+            bool inside = _code.Find(target) == sectionIndex && (bound == ulong.MaxValue || (target >= entry && target < bound))
+                && (bounded || (target >= entry && target < extent && _boundaries.Contains(target)));
             if (!inside)
             {
                 if (bounded)
@@ -546,6 +569,54 @@ internal sealed unsafe class FunctionDecoder
                 _work.Push((target, runIndex));
             }
         }
+    }
+
+    /// <summary>Instruction starts of a linear decode of [entry, end) (cached for the current function);
+    /// false when that decode meets an invalid encoding (data inside the function: no safe boundaries).</summary>
+    private bool LinearBoundaries(ulong entry, ulong end, int section)
+    {
+        if (_boundariesOf == entry)
+        {
+            return _boundaries.Count > 0;
+        }
+        _boundariesOf = entry;
+        _boundaries.Clear();
+        if (end - entry > 1 << 20)
+        {
+            return false;
+        }
+        Seek(section, entry);
+        while (_decoder.IP < end)
+        {
+            ulong ip = _decoder.IP;
+            _decoder.Decode(out var instruction);
+            if (instruction.IsInvalid)
+            {
+                _boundaries.Clear();
+                return false;
+            }
+            _boundaries.Add(ip);
+        }
+        return true;
+    }
+
+    private bool RedefinesIndex(int count, int first, Register index)
+    {
+        for (int i = first; i < count - 1; i++)
+        {
+            ref var ins = ref _history[i % _history.Length];
+            if (ins.Op0Kind != OpKind.Register || ins.Op0Register.GetFullRegister() != index)
+            {
+                continue;
+            }
+            // `mov eax, eax` only zero-extends the compared value.
+            bool zeroExtend = ins.Mnemonic == Mnemonic.Mov && ins.Op1Kind == OpKind.Register && ins.Op1Register.GetFullRegister() == index;
+            if (!zeroExtend && ins.Mnemonic is not (Mnemonic.Cmp or Mnemonic.Test))
+            {
+                return true;
+            }
+        }
+        return false;
     }
 
     private ulong FindLea(Register register, int before, int first)
@@ -563,40 +634,34 @@ internal sealed unsafe class FunctionDecoder
     }
 
     /// <summary>The `cmp reg, N` + `ja`/`jae` (or `jbe`/`jb`) ending the predecessor run gives the table size.</summary>
-    private int? TableBound(int runIndex)
+    private int? TableBound(int runIndex, Register index)
     {
         var g = _graph;
-        for (int r = runIndex, hops = 0; r >= 0 && hops < 2; r = g.Runs[r].Predecessor, hops++)
+        int predecessor = g.Runs[runIndex].Predecessor;
+        if (predecessor < 0 || g.Runs[predecessor].EndKind != RunEnd.Branch || g.Runs[predecessor].Penultimate == 0)
         {
-            int predecessor = g.Runs[r].Predecessor;
-            if (predecessor < 0 || g.Runs[predecessor].EndKind != RunEnd.Branch)
-            {
-                continue;
-            }
-            ref var p = ref g.Runs[predecessor];
-            if (p.Penultimate == 0)
-            {
-                continue;
-            }
-            int count = DecodeRange(p.Penultimate, p.End, _history);
-            if (count < 2)
-            {
-                continue;
-            }
-            ref var branch = ref _history[(count - 1) % _history.Length];
-            ref var compare = ref _history[(count - 2) % _history.Length];
-            if (compare.Mnemonic != Mnemonic.Cmp || compare.Op1Kind is not (OpKind.Immediate8 or OpKind.Immediate8to32 or OpKind.Immediate8to64 or OpKind.Immediate32 or OpKind.Immediate32to64))
-            {
-                continue;
-            }
-            long limit = (long)compare.GetImmediate(1);
-            return branch.ConditionCode switch
-            {
-                ConditionCode.a or ConditionCode.be => (int)Math.Min(limit + 1, MaxTableEntries),
-                ConditionCode.ae or ConditionCode.b => (int)Math.Min(limit, MaxTableEntries),
-                _ => null,
-            };
+            return null;
         }
-        return null;
+        ref var p = ref g.Runs[predecessor];
+        int count = DecodeRange(p.Penultimate, p.End, _history);
+        if (count < 2)
+        {
+            return null;
+        }
+        ref var branch = ref _history[(count - 1) % _history.Length];
+        ref var compare = ref _history[(count - 2) % _history.Length];
+        // The compare must bound the register that indexes the table, or it bounds something else.
+        if (compare.Mnemonic != Mnemonic.Cmp || compare.Op0Kind != OpKind.Register || compare.Op0Register.GetFullRegister() != index
+            || compare.Op1Kind is not (OpKind.Immediate8 or OpKind.Immediate8to32 or OpKind.Immediate8to64 or OpKind.Immediate32 or OpKind.Immediate32to64))
+        {
+            return null;
+        }
+        long limit = (long)compare.GetImmediate(1);
+        return branch.ConditionCode switch
+        {
+            ConditionCode.a or ConditionCode.be => (int)Math.Min(limit + 1, MaxTableEntries),
+            ConditionCode.ae or ConditionCode.b => (int)Math.Min(limit, MaxTableEntries),
+            _ => null,
+        };
     }
 }
