@@ -55,6 +55,9 @@ internal sealed class BinaryContext
     private readonly HashSet<ulong> _noReturnAddresses = [];
     private readonly HashSet<ulong> _featureFunctionAddresses = [];
     private readonly (ulong Start, ulong End)[] _writable;
+    private readonly ulong _writableLow = ulong.MaxValue, _writableHigh;
+    private readonly ulong _slotLow = ulong.MaxValue, _slotHigh;
+    private readonly bool _hasFeatureSlots;
 
     public BinaryContext(ElfFile file, CodeSpace code)
     {
@@ -128,6 +131,17 @@ internal sealed class BinaryContext
                 .Select(s => (s.Address, s.Address + s.MemorySize))
                 .OrderBy(r => r.Item1)];
         }
+        foreach (var (start, end) in _writable)
+        {
+            _writableLow = Math.Min(_writableLow, start);
+            _writableHigh = Math.Max(_writableHigh, end);
+        }
+        foreach (var (address, slot) in _gotSlots)
+        {
+            _slotLow = Math.Min(_slotLow, address);
+            _slotHigh = Math.Max(_slotHigh, address);
+            _hasFeatureSlots |= slot.Kind == GotSlotKind.FeatureData;
+        }
     }
 
     public ElfFile File { get; }
@@ -178,6 +192,11 @@ internal sealed class BinaryContext
     /// <summary>Writable, allocated data (.data, .bss, .got): the only place a feature variable can live.</summary>
     public bool IsWritableData(ulong address)
     {
+        // Writable sections are usually one contiguous stretch: one compare rejects most addresses.
+        if (address < _writableLow || address >= _writableHigh)
+        {
+            return false;
+        }
         foreach (var (start, end) in _writable)
         {
             if (address >= start && address < end)
@@ -188,7 +207,15 @@ internal sealed class BinaryContext
         return false;
     }
 
-    public bool TryGetGotSlot(ulong address, out GotSlot slot) => _gotSlots.TryGetValue(address, out slot);
+    public bool TryGetGotSlot(ulong address, out GotSlot slot)
+    {
+        if (address < _slotLow || address > _slotHigh)
+        {
+            slot = default;
+            return false;
+        }
+        return _gotSlots.TryGetValue(address, out slot);
+    }
 
     /// <summary>Symbol-defined function sizes: descent stops at a sized function's end.</summary>
     public ulong SizeOf(ulong entry) => Symbols.SizeOf(entry);
@@ -200,7 +227,11 @@ internal sealed class BinaryContext
     /// <summary>Whether a data address is (inside) a feature-data object; <paramref name="extra"/> holds discovered ones.</summary>
     public bool IsFeatureData(ulong address, FeatureVariables extra)
     {
-        if (_gotSlots.TryGetValue(address, out var slot) && slot.Kind == GotSlotKind.FeatureData)
+        if (_featureData.Length == 0 && !_hasFeatureSlots)
+        {
+            return extra.Count > 0 && extra.Contains(address);
+        }
+        if (_hasFeatureSlots && TryGetGotSlot(address, out var slot) && slot.Kind == GotSlotKind.FeatureData)
         {
             return true;
         }

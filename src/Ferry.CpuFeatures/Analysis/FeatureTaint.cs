@@ -172,6 +172,10 @@ internal sealed class FeatureTaint
     private readonly FeatureVariables _variables;
     private readonly InstructionInfoFactory _info = new();
     private Instruction[] _instructions = new Instruction[256];
+    private const int MaxCachedInstructions = 200_000;
+    private Instruction[] _cache = new Instruction[1024];
+    private int[] _cacheOffset = new int[64];
+    private int[] _cacheCount = new int[64];
     private TaintState[] _in = new TaintState[64];
     private bool[] _reached = new bool[64];
     private int[] _passes = new int[64];
@@ -211,6 +215,7 @@ internal sealed class FeatureTaint
         ReturnsFeatures = false;
         Stores.Clear();
         bool anyTest = false;
+        bool cached = CacheRuns(graph);
 
         _queue.Clear();
         _reached[0] = true;
@@ -223,18 +228,27 @@ internal sealed class FeatureTaint
                 continue;
             }
             ref var run = ref graph.Runs[r];
-            int count = RunInstructions(in run);
+            Instruction[] buffer;
+            int first, count;
+            if (cached)
+            {
+                (buffer, first, count) = (_cache, _cacheOffset[r], _cacheOffset[r] + _cacheCount[r]);
+            }
+            else
+            {
+                count = RunInstructions(in run);
+                (buffer, first) = (_instructions, Math.Max(0, count - _instructions.Length));
+            }
             var state = _in[r];
-            int first = Math.Max(0, count - _instructions.Length);
             for (int i = first; i < count; i++)
             {
-                ref var instruction = ref _instructions[i];
+                ref var instruction = ref buffer[i];
                 if (i == count - 1 && run.EndKind == RunEnd.Branch)
                 {
                     Tests[r] = Classify(in state, instruction.ConditionCode);
                     anyTest |= Tests[r] != BranchTest.NotATest;
                 }
-                if (instruction.Mnemonic == Mnemonic.Cpuid && IsInformationLeaf(i, first))
+                if (instruction.Mnemonic == Mnemonic.Cpuid && IsInformationLeaf(buffer, i, first))
                 {
                     // Vendor, cache, topology and brand leaves describe the CPU, not its features.
                     state.Tainted &= 0xfff0;
@@ -268,11 +282,11 @@ internal sealed class FeatureTaint
     /// Whether the CPUID at <paramref name="index"/> reads a leaf without feature bits: EAX set by a
     /// preceding `mov eax, imm` (or `xor eax, eax`) to 0, 2, 4, 0xb, 0x16, 0x1f or 0x80000002–0x80000006.
     /// </summary>
-    private bool IsInformationLeaf(int index, int first)
+    private static bool IsInformationLeaf(Instruction[] buffer, int index, int first)
     {
         for (int j = index - 1; j >= Math.Max(first, index - 4); j--)
         {
-            ref var ins = ref _instructions[j];
+            ref var ins = ref buffer[j];
             if (ins.Op0Kind != OpKind.Register || Gpr(ins.Op0Register) != 0)
             {
                 continue;
@@ -286,6 +300,38 @@ internal sealed class FeatureTaint
             return leaf is 0 or 2 or 4 or 0xb or 0x16 or 0x1f or (>= 0x80000002 and <= 0x80000006);
         }
         return false;
+    }
+
+    /// <summary>
+    /// Decodes every run once up front, so the fixpoint iterations (a run may be visited many times) do not
+    /// re-decode; functions beyond <see cref="MaxCachedInstructions"/> decode per visit instead.
+    /// </summary>
+    private bool CacheRuns(FunctionGraph graph)
+    {
+        int n = graph.RunCount;
+        if (_cacheOffset.Length < n)
+        {
+            _cacheOffset = new int[Math.Max(n, _cacheOffset.Length * 2)];
+            _cacheCount = new int[_cacheOffset.Length];
+        }
+        if (graph.Instructions > MaxCachedInstructions)
+        {
+            return false;
+        }
+        int total = 0;
+        for (int r = 0; r < n; r++)
+        {
+            ref var run = ref graph.Runs[r];
+            int room = (int)Math.Min(run.End - run.Start, 1 << 20);
+            if (_cache.Length < total + room)
+            {
+                Array.Resize(ref _cache, Math.Max(total + room, _cache.Length * 2));
+            }
+            _cacheOffset[r] = total;
+            _cacheCount[r] = _decoder.Redecode(in run, _cache.AsSpan(total, room));
+            total += _cacheCount[r];
+        }
+        return true;
     }
 
     private int RunInstructions(in Run run)

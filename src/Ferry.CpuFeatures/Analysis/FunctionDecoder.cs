@@ -20,8 +20,11 @@ internal sealed unsafe class FunctionDecoder
     /// entries past a table's end are other data whose "targets" land mid-instruction.
     /// </summary>
     private const int UnboundedTableEntries = 1024;
-    private readonly HashSet<ulong> _boundaries = [];
+    /// <summary>Instruction starts of the linear decode, one bit per byte from <see cref="_boundariesOf"/>.</summary>
+    private ulong[] _boundaries = new ulong[64];
     private ulong _boundariesOf = ulong.MaxValue;
+    private ulong _boundariesEnd;
+    private bool _boundariesValid;
     private const ulong NoTarget = ulong.MaxValue;
 
     private readonly BinaryContext _context;
@@ -89,6 +92,28 @@ internal sealed unsafe class FunctionDecoder
 
     /// <summary>Decodes the instructions of one run again (for data-flow and jump tables) into <paramref name="into"/>.</summary>
     public int Redecode(in Run run, Instruction[] into) => DecodeRange(run.Start, run.End, into);
+
+    /// <summary>Decodes one run into a span sized for it (at most one instruction per byte).</summary>
+    public int Redecode(in Run run, Span<Instruction> into)
+    {
+        int section = _code.Find(run.Start);
+        if (section < 0)
+        {
+            return 0;
+        }
+        Seek(section, run.Start);
+        int count = 0;
+        while (_decoder.IP < run.End && count < into.Length)
+        {
+            _decoder.Decode(out into[count]);
+            if (into[count].IsInvalid)
+            {
+                break;
+            }
+            count++;
+        }
+        return count;
+    }
 
     /// <summary>Decodes [from, to) into a ring buffer; returns how many instructions there were.</summary>
     private int DecodeRange(ulong from, ulong to, Instruction[] into)
@@ -554,7 +579,7 @@ internal sealed unsafe class FunctionDecoder
                 break;
             }
             bool inside = _code.Find(target) == sectionIndex && (bound == ulong.MaxValue || (target >= entry && target < bound))
-                && (bounded || (target >= entry && target < extent && _boundaries.Contains(target)));
+                && (bounded || IsBoundary(target));
             if (!inside)
             {
                 if (bounded)
@@ -577,27 +602,44 @@ internal sealed unsafe class FunctionDecoder
     {
         if (_boundariesOf == entry)
         {
-            return _boundaries.Count > 0;
+            return _boundariesValid;
         }
         _boundariesOf = entry;
-        _boundaries.Clear();
-        if (end - entry > 1 << 20)
+        _boundariesEnd = end;
+        _boundariesValid = false;
+        if (end <= entry || end - entry > 1 << 20)
         {
             return false;
         }
+        int words = (int)((end - entry + 63) / 64);
+        if (_boundaries.Length < words)
+        {
+            _boundaries = new ulong[Math.Max(words, _boundaries.Length * 2)];
+        }
+        Array.Clear(_boundaries, 0, words);
         Seek(section, entry);
         while (_decoder.IP < end)
         {
-            ulong ip = _decoder.IP;
+            ulong offset = _decoder.IP - entry;
             _decoder.Decode(out var instruction);
             if (instruction.IsInvalid)
             {
-                _boundaries.Clear();
                 return false;
             }
-            _boundaries.Add(ip);
+            _boundaries[offset >> 6] |= 1UL << (int)(offset & 63);
         }
+        _boundariesValid = true;
         return true;
+    }
+
+    private bool IsBoundary(ulong target)
+    {
+        if (!_boundariesValid || target < _boundariesOf || target >= _boundariesEnd)
+        {
+            return false;
+        }
+        ulong offset = target - _boundariesOf;
+        return (_boundaries[offset >> 6] & (1UL << (int)(offset & 63))) != 0;
     }
 
     private bool RedefinesIndex(int count, int first, Register index)

@@ -75,7 +75,7 @@ internal sealed class FunctionGraph
     /// <summary>Distinct writable-data addresses read RIP-relatively (capped; see <see cref="ReadsOverflow"/>).</summary>
     public readonly List<ulong> DataReads = [];
     public bool ReadsOverflow;
-    public const int MaxDataReads = 64;
+    public const int MaxDataReads = 128;
     public int Instructions;
     public bool Truncated;
 
@@ -131,7 +131,10 @@ internal sealed class FunctionGraph
 
     public void AddDataRead(ulong address)
     {
-        if (ReadsOverflow || DataReads.Contains(address))
+        // Loops read the same globals again and again: comparing with the last few catches nearly all repeats.
+        int n = DataReads.Count;
+        if (ReadsOverflow || (n > 0 && DataReads[n - 1] == address) || (n > 1 && DataReads[n - 2] == address)
+            || (n > 2 && DataReads[n - 3] == address) || (n > 3 && DataReads[n - 4] == address))
         {
             return;
         }
