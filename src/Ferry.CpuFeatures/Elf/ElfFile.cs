@@ -167,6 +167,10 @@ public sealed class ElfFile
             : Interpreter is not null && Entry != 0 ? ElfFileKind.PieExecutable
             : ElfFileKind.SharedObject;
 
+        if (CodeSections.Count == 0 && Sections.Any(s => (s.Flags & ElfConstants.ShfExecinstr) != 0 && s.Type == ElfConstants.ShtNobits))
+        {
+            throw new ElfFormatException(ElfErrorKind.Unsupported, "code sections have no bytes: a separate debug-info file");
+        }
         if (CodeSections.Count == 0)
         {
             throw new ElfFormatException(ElfErrorKind.Malformed, "no executable code: neither an executable section nor a PF_X segment with file bytes");
