@@ -22,6 +22,7 @@ public static class CommandCatalog
             RestoreCommand.Create(),
             SnapshotCommand.Create(),
             SpecTestCommand.Create(),
+            CpuCommand.Create(),
         ];
         foreach (var command in commands)
         {
