@@ -178,6 +178,7 @@ public sealed class SnapshotReader
         var limitPages = memory.WasmPages * (MemoryType.PageSize / SnapshotFormat.PageSize);
         ulong consumed = 0;
         long stored = 0;
+        ulong nextFree = 0;
         var buffer = ArrayPool<byte>.Shared.Rent(1 << 20);
         try
         {
@@ -196,6 +197,8 @@ public sealed class SnapshotReader
                 {
                     throw new SnapshotFormatException($"memory run at page {first} (+{count}) lies outside the memory's {limitPages} pages");
                 }
+                if (first < nextFree) throw new SnapshotFormatException($"memory run at page {first} overlaps or precedes the previous run (which ended at page {nextFree})");
+                nextFree = first + count;
                 var bytes = (ulong)count * SnapshotFormat.PageSize;
                 if (consumed + bytes > memoryPayload) throw new SnapshotFormatException("memory record overruns its length");
                 var at = first * SnapshotFormat.PageSize;
