@@ -28,7 +28,7 @@ internal sealed partial class FunctionCompiler
         switch (op)
         {
             case 0x00:
-                il.Emit(OpCodes.Call, Members.TrapUnreachable);
+                EmitCallTo(Members.TrapUnreachable);
                 il.Emit(OpCodes.Throw);
                 MarkUnreachable();
                 return;
@@ -80,7 +80,7 @@ internal sealed partial class FunctionCompiler
                 {
                     Prepare(3);
                     var t = stack[sp - 2];
-                    il.Emit(OpCodes.Call, Members.Select(t));
+                    EmitCallTo(Members.Select(t));
                     Pop(3);
                     Push(t);
                     return;
@@ -109,7 +109,7 @@ internal sealed partial class FunctionCompiler
                 Prepare(1);
                 il.Emit(OpCodes.Ldc_I4, (int)ins.Index);
                 EmitCtx();
-                il.Emit(OpCodes.Call, Members.TableGet);
+                EmitCallTo(Members.TableGet);
                 Pop(1);
                 Push(module.Tables[(int)ins.Index].ElementType);
                 return;
@@ -118,7 +118,7 @@ internal sealed partial class FunctionCompiler
                 return;
             case 0x3F:
                 il.Emit(OpCodes.Ldloc, mem!);
-                il.Emit(OpCodes.Ldfld, Members.MemViewSize);
+                EmitField(OpCodes.Ldfld, Members.MemViewSize);
                 il.Emit(OpCodes.Ldc_I4, 16);
                 il.Emit(OpCodes.Shr_Un);
                 if (!layout.Memory64) il.Emit(OpCodes.Conv_I4);
@@ -128,7 +128,7 @@ internal sealed partial class FunctionCompiler
                 {
                     Prepare(1);
                     EmitCtx();
-                    il.Emit(OpCodes.Call, layout.Memory64 ? Members.Grow64 : Members.Grow32);
+                    EmitCallTo(layout.Memory64 ? Members.Grow64 : Members.Grow32);
                     var t = Top;
                     Pop(1);
                     Push(t);
@@ -149,7 +149,7 @@ internal sealed partial class FunctionCompiler
                     if (float.IsNaN(f))
                     {
                         il.Emit(OpCodes.Ldc_I4, ins.I32);
-                        il.Emit(OpCodes.Call, Members.Method(typeof(StrictFloatOps), nameof(StrictFloatOps.F32FromBits)));
+                        EmitCallTo(Members.Method(typeof(StrictFloatOps), nameof(StrictFloatOps.F32FromBits)));
                     }
                     else
                     {
@@ -164,7 +164,7 @@ internal sealed partial class FunctionCompiler
                     if (double.IsNaN(d))
                     {
                         il.Emit(OpCodes.Ldc_I8, ins.I64);
-                        il.Emit(OpCodes.Call, Members.Method(typeof(StrictFloatOps), nameof(StrictFloatOps.F64FromBits)));
+                        EmitCallTo(Members.Method(typeof(StrictFloatOps), nameof(StrictFloatOps.F64FromBits)));
                     }
                     else
                     {
@@ -187,7 +187,7 @@ internal sealed partial class FunctionCompiler
             case 0xD2:
                 il.Emit(OpCodes.Ldc_I4, (int)ins.Index);
                 EmitCtx();
-                il.Emit(OpCodes.Call, Members.RefFunc);
+                EmitCallTo(Members.RefFunc);
                 Push(ValueType.FuncRef);
                 return;
         }
@@ -216,7 +216,7 @@ internal sealed partial class FunctionCompiler
         Prepare(operands);
         foreach (var imm in immediates) il.Emit(OpCodes.Ldc_I4, imm);
         EmitCtx();
-        il.Emit(OpCodes.Call, helper);
+        EmitCallTo(helper);
         Pop(operands);
     }
 
@@ -224,8 +224,8 @@ internal sealed partial class FunctionCompiler
     {
         var t = module.GlobalTypes[index].Type;
         EmitCtx();
-        il.Emit(OpCodes.Ldfld, layout.GlobalFields[index]);
-        if (layout.GlobalIsCell[index]) il.Emit(OpCodes.Ldfld, Members.CellField(t));
+        EmitField(OpCodes.Ldfld, layout.GlobalFields[index]);
+        if (layout.GlobalIsCell[index]) EmitField(OpCodes.Ldfld, Members.CellField(t));
         Push(t);
     }
 
@@ -238,14 +238,14 @@ internal sealed partial class FunctionCompiler
         EmitCtx();
         if (layout.GlobalIsCell[index])
         {
-            il.Emit(OpCodes.Ldfld, layout.GlobalFields[index]);
+            EmitField(OpCodes.Ldfld, layout.GlobalFields[index]);
             il.Emit(OpCodes.Ldloc, tmp);
-            il.Emit(OpCodes.Stfld, Members.CellField(t));
+            EmitField(OpCodes.Stfld, Members.CellField(t));
         }
         else
         {
             il.Emit(OpCodes.Ldloc, tmp);
-            il.Emit(OpCodes.Stfld, layout.GlobalFields[index]);
+            EmitField(OpCodes.Stfld, layout.GlobalFields[index]);
         }
         Pop(1);
     }
@@ -267,11 +267,11 @@ internal sealed partial class FunctionCompiler
         if (Presence)
         {
             EmitCtx();
-            il.Emit(OpCodes.Call, Members.MemAddr(m64, "AddrPresent"));
+            EmitCallTo(Members.MemAddr(m64, "AddrPresent"));
         }
         else
         {
-            il.Emit(OpCodes.Call, Members.MemAddr(m64, isStore && Dirty ? "AddrDirty" : "Addr"));
+            EmitCallTo(Members.MemAddr(m64, isStore && Dirty ? "AddrDirty" : "Addr"));
         }
     }
 
@@ -326,7 +326,7 @@ internal sealed partial class FunctionCompiler
             il.Emit(OpCodes.Ldloc, mem!);
             il.Emit(OpCodes.Ldc_I8, unchecked((long)ins.MemOffset));
             if (Presence) EmitCtx();
-            il.Emit(OpCodes.Call, Members.MemAccess(m64, Presence ? "LoadPresent" : "Load", type));
+            EmitCallTo(Members.MemAccess(m64, Presence ? "LoadPresent" : "Load", type));
             if (widen is { } w) il.Emit(w);
             Pop(1);
             Push(info.Pushes[0]);
@@ -339,7 +339,7 @@ internal sealed partial class FunctionCompiler
         il.Emit(OpCodes.Ldloc, mem!);
         il.Emit(OpCodes.Ldc_I8, unchecked((long)ins.MemOffset));
         if (Presence) EmitCtx();
-        il.Emit(OpCodes.Call, Members.MemAccess(m64, Presence ? "StorePresent" : Dirty ? "StoreDirty" : "Store", storeType));
+        EmitCallTo(Members.MemAccess(m64, Presence ? "StorePresent" : Dirty ? "StoreDirty" : "Store", storeType));
         Pop(2);
     }
 
@@ -354,7 +354,7 @@ internal sealed partial class FunctionCompiler
             EmitAddress(ins.MemOffset, info.AccessSize, isStore);
             il.Emit(OpCodes.Ldloc, v);
             il.Emit(OpCodes.Ldc_I4, (int)ins.Lane);
-            il.Emit(OpCodes.Call, helper);
+            EmitCallTo(helper);
             Pop(2);
             if (!isStore) Push(ValueType.V128);
             return;
@@ -366,13 +366,13 @@ internal sealed partial class FunctionCompiler
             il.Emit(OpCodes.Stloc, v);
             EmitAddress(ins.MemOffset, info.AccessSize, true);
             il.Emit(OpCodes.Ldloc, v);
-            il.Emit(OpCodes.Call, helper);
+            EmitCallTo(helper);
             Pop(2);
             return;
         }
         Prepare(1);
         EmitAddress(ins.MemOffset, info.AccessSize, false);
-        il.Emit(OpCodes.Call, helper);
+        EmitCallTo(helper);
         Pop(1);
         Push(ValueType.V128);
     }
@@ -436,7 +436,7 @@ internal sealed partial class FunctionCompiler
         {
             il.Emit(OpCodes.Ldc_I8, unchecked((long)ins.Bits));
             il.Emit(OpCodes.Ldc_I8, unchecked((long)ins.BitsHigh));
-            il.Emit(OpCodes.Call, Members.V128Const);
+            EmitCallTo(Members.V128Const);
             Push(ValueType.V128);
             return;
         }
@@ -453,7 +453,7 @@ internal sealed partial class FunctionCompiler
                 il.Emit(OpCodes.Ldc_I8, unchecked((long)ins.BitsHigh));
                 break;
         }
-        il.Emit(OpCodes.Call, helper);
+        EmitCallTo(helper);
         Pop(pops);
         Push(info.Pushes![0]);
     }
@@ -495,11 +495,11 @@ internal sealed partial class FunctionCompiler
             name = nameof(StrictFloatOps.F32Demote);
         }
         if (name is null) return false;
-        il.Emit(OpCodes.Call, Members.Method(typeof(StrictFloatOps), name));
+        EmitCallTo(Members.Method(typeof(StrictFloatOps), name));
         return true;
     }
 
-    private void Helper(string name) => il.Emit(OpCodes.Call, Members.Method(typeof(ScalarOps), name));
+    private void Helper(string name) => EmitCallTo(Members.Method(typeof(ScalarOps), name));
 
     private void Not()
     {

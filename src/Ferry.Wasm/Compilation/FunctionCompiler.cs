@@ -63,6 +63,7 @@ internal sealed partial class FunctionCompiler
     }
 
     private readonly ModuleLayout layout;
+    private readonly MemberTokens tokens;
     private readonly Module module;
     private readonly int functionIndex;
     private readonly FuncType type;
@@ -104,6 +105,7 @@ internal sealed partial class FunctionCompiler
     public FunctionCompiler(ModuleLayout layout, int functionIndex, ILGenerator il, int resumeAt = -1)
     {
         this.layout = layout;
+        tokens = layout.Tokens ?? throw new InvalidOperationException("the module layout is not being emitted");
         module = layout.Module;
         this.functionIndex = functionIndex;
         type = module.FunctionType(functionIndex);
@@ -139,7 +141,7 @@ internal sealed partial class FunctionCompiler
             il.Emit(OpCodes.Beq, head);
         }
         EmitDepth();
-        il.Emit(OpCodes.Call, Members.EnterCheck);
+        EmitCallTo(Members.EnterCheck);
         if (layout.HasMemory)
         {
             mem = il.DeclareLocal(typeof(MemView));
@@ -593,7 +595,7 @@ internal sealed partial class FunctionCompiler
         {
             il.Emit(OpCodes.Ldloc, Slot(from + i, type.Results[i]));
             il.Emit(OpCodes.Ldc_I4, i);
-            il.Emit(OpCodes.Call, Members.MultiSet(type.Results[i]));
+            EmitCallTo(Members.MultiSet(type.Results[i]));
         }
         if (n > 0) il.Emit(OpCodes.Ldloc, Slot(from, type.Results[0]));
         il.Emit(OpCodes.Ret);
@@ -671,7 +673,7 @@ internal sealed partial class FunctionCompiler
             EmitCallThroughRef(t, () =>
             {
                 EmitCtx();
-                il.Emit(OpCodes.Ldfld, layout.ImportFields[callee]);
+                EmitField(OpCodes.Ldfld, layout.ImportFields[callee]);
             });
         }, calleeMayGrowMemory: layout.MemoryShared);
     }
@@ -693,7 +695,7 @@ internal sealed partial class FunctionCompiler
         var canUnwind = safePointsEnabled && layout.CanUnwind[callee];
         var afterResult = il.DefineLabel();
         EmitCallTail();
-        il.Emit(OpCodes.Call, layout.Methods[callee]!);
+        EmitCallTo(layout.Methods[callee]!);
         Pop(n);
         if (results.Length > 0) il.Emit(OpCodes.Stloc, CallResult(results[0]));
         il.MarkLabel(afterResult);
@@ -711,7 +713,7 @@ internal sealed partial class FunctionCompiler
                     foreach (var p in t.Parameters) EmitDefault(p);
                     EmitCallTail();
                     EmitCtx();
-                    il.Emit(OpCodes.Call, Members.ResumeEntry);
+                    EmitCallTo(Members.ResumeEntry);
                     il.EmitCalli(OpCodes.Calli, CallingConventions.Standard, ClrTypes.Return(t), ClrTypes.Parameters(t, typeof(object)), null);
                     if (results.Length > 0) il.Emit(OpCodes.Stloc, CallResult(results[0]));
                     il.Emit(OpCodes.Br, afterResult);
@@ -735,13 +737,13 @@ internal sealed partial class FunctionCompiler
             EmitCallThroughRef(t, () =>
             {
                 EmitCtx();
-                il.Emit(OpCodes.Ldfld, Members.Tables);
+                EmitField(OpCodes.Ldfld, Members.Tables);
                 il.Emit(OpCodes.Ldc_I4, (int)tableIndex);
                 il.Emit(OpCodes.Ldelem_Ref);
-                il.Emit(OpCodes.Ldfld, Members.TableElements);
+                EmitField(OpCodes.Ldfld, Members.TableElements);
                 il.Emit(OpCodes.Ldloc, indexSlot);
                 il.Emit(OpCodes.Ldc_I4, typeId);
-                il.Emit(OpCodes.Call, Members.CallIndirectTarget);
+                EmitCallTo(Members.CallIndirectTarget);
             });
         }, extraStack: [ValueType.I32]);
     }
@@ -754,12 +756,12 @@ internal sealed partial class FunctionCompiler
         il.Emit(OpCodes.Stloc, fref);
         LoadArgs(t);
         il.Emit(OpCodes.Ldloc, fref);
-        il.Emit(OpCodes.Ldfld, Members.FuncTarget);
+        EmitField(OpCodes.Ldfld, Members.FuncTarget);
         EmitDepth();
         il.Emit(OpCodes.Ldc_I4_1);
         il.Emit(OpCodes.Add);
         il.Emit(OpCodes.Ldloc, fref);
-        il.Emit(OpCodes.Ldfld, Members.FuncCode);
+        EmitField(OpCodes.Ldfld, Members.FuncCode);
         il.EmitCalli(OpCodes.Calli, CallingConventions.Standard, ClrTypes.Return(t), ClrTypes.Parameters(t, typeof(object)), null);
     }
 
@@ -773,7 +775,7 @@ internal sealed partial class FunctionCompiler
     private void EmitRefreshMemory()
     {
         EmitCtx();
-        il.Emit(OpCodes.Call, Members.MemViewOf);
+        EmitCallTo(Members.MemViewOf);
         il.Emit(OpCodes.Stloc, mem!);
     }
 
@@ -783,7 +785,7 @@ internal sealed partial class FunctionCompiler
         var cold = il.DefineLabel();
         EmitCtx();
         il.Emit(OpCodes.Volatile);
-        il.Emit(OpCodes.Ldfld, Members.Interrupt);
+        EmitField(OpCodes.Ldfld, Members.Interrupt);
         il.Emit(OpCodes.Ldc_I4, InstanceBase.Unwinding);
         il.Emit(OpCodes.Beq, cold);
         coldBlocks.Add(() =>
@@ -801,7 +803,7 @@ internal sealed partial class FunctionCompiler
         for (var i = 1; i < results.Length; i++)
         {
             il.Emit(OpCodes.Ldc_I4, i);
-            il.Emit(OpCodes.Call, Members.MultiGet(results[i]));
+            EmitCallTo(Members.MultiGet(results[i]));
             Push(results[i]);
         }
     }
@@ -839,8 +841,8 @@ internal sealed partial class FunctionCompiler
                 {
                     il.MarkLabel(sp0.Target);
                     EmitCtx();
-                    il.Emit(OpCodes.Ldfld, Members.Frames);
-                    il.Emit(OpCodes.Call, Members.IsRewinding);
+                    EmitField(OpCodes.Ldfld, Members.Frames);
+                    EmitCallTo(Members.IsRewinding);
                     il.Emit(OpCodes.Brfalse, callStart);
                     var saveSp = sp;
                     sp = spAtCall;
@@ -848,7 +850,7 @@ internal sealed partial class FunctionCompiler
                     sp = saveSp;
                     EmitCallTail();
                     EmitCtx();
-                    il.Emit(OpCodes.Call, Members.ResumeEntry);
+                    EmitCallTo(Members.ResumeEntry);
                     il.EmitCalli(OpCodes.Calli, CallingConventions.Standard, ClrTypes.Return(t), ClrTypes.Parameters(t, typeof(object)), null);
                     if (results.Length > 0) il.Emit(OpCodes.Stloc, CallResult(results[0]));
                     il.Emit(OpCodes.Br, afterResult);
@@ -880,6 +882,11 @@ internal sealed partial class FunctionCompiler
     }
 
     /// <summary>Entry and loop-header safe points: if a freeze was requested, unwind from here.</summary>
+    /// <summary>A call to a helper or compiled function, through the module's token cache.</summary>
+    private void EmitCallTo(MethodInfo method) => tokens.Call(il, method);
+
+    private void EmitField(OpCode opcode, FieldInfo field) => tokens.Field(il, opcode, field);
+
     private void EmitSafePointCheck(SafePointKind kind, int key)
     {
         var recorded = stack.AsSpan(0, sp).ToArray();
@@ -887,7 +894,7 @@ internal sealed partial class FunctionCompiler
         var cold = il.DefineLabel();
         EmitCtx();
         il.Emit(OpCodes.Volatile);
-        il.Emit(OpCodes.Ldfld, Members.Interrupt);
+        EmitField(OpCodes.Ldfld, Members.Interrupt);
         il.Emit(OpCodes.Brtrue, cold);
         s.Target = il.DefineLabel();
         il.MarkLabel(s.Target);
@@ -912,7 +919,7 @@ internal sealed partial class FunctionCompiler
         il.Emit(OpCodes.Ldc_I4, s.Id);
         for (var i = 0; i < s.Stack.Length; i++) il.Emit(OpCodes.Ldloc, Slot(i, s.Stack[i]));
         foreach (var l in s.LiveLocals) LoadLocal(l);
-        il.Emit(OpCodes.Call, layout.Shapes!.Get(types));
+        EmitCallTo(layout.Shapes!.Get(types));
         if (!unwindTailUsed)
         {
             unwindTail = il.DefineLabel();
@@ -942,9 +949,9 @@ internal sealed partial class FunctionCompiler
         il.MarkLabel(rewindEntry);
         var id = safePointId ??= il.DeclareLocal(typeof(int));
         EmitCtx();
-        il.Emit(OpCodes.Ldfld, Members.Frames);
+        EmitField(OpCodes.Ldfld, Members.Frames);
         il.Emit(OpCodes.Ldc_I4, functionIndex);
-        il.Emit(OpCodes.Call, Members.BeginRewind);
+        EmitCallTo(Members.BeginRewind);
         il.Emit(OpCodes.Stloc, id);
         var ok = il.DefineLabel();
         il.Emit(OpCodes.Ldloc, id);
@@ -952,27 +959,27 @@ internal sealed partial class FunctionCompiler
         il.Emit(OpCodes.Beq, ok);
         il.Emit(OpCodes.Ldc_I4, functionIndex);
         il.Emit(OpCodes.Ldloc, id);
-        il.Emit(OpCodes.Call, Members.FrameMismatch);
+        EmitCallTo(Members.FrameMismatch);
         il.Emit(OpCodes.Throw);
         il.MarkLabel(ok);
         foreach (var l in s.LiveLocals)
         {
             EmitCtx();
-            il.Emit(OpCodes.Ldfld, Members.Frames);
+            EmitField(OpCodes.Ldfld, Members.Frames);
             il.Emit(OpCodes.Ldc_I4, l);
-            il.Emit(OpCodes.Call, Members.LoadLocal(localTypes[l]));
+            EmitCallTo(Members.LoadLocal(localTypes[l]));
             StoreLocal(l);
         }
         for (var i = 0; i < s.Stack.Length; i++)
         {
             EmitCtx();
-            il.Emit(OpCodes.Ldfld, Members.Frames);
-            il.Emit(OpCodes.Call, Members.LoadStack(s.Stack[i]));
+            EmitField(OpCodes.Ldfld, Members.Frames);
+            EmitCallTo(Members.LoadStack(s.Stack[i]));
             il.Emit(OpCodes.Stloc, Slot(i, s.Stack[i]));
         }
         EmitCtx();
-        il.Emit(OpCodes.Ldfld, Members.Frames);
-        il.Emit(OpCodes.Call, Members.EndRewindFrame);
+        EmitField(OpCodes.Ldfld, Members.Frames);
+        EmitCallTo(Members.EndRewindFrame);
         if (s.Loop < 0)
         {
             il.Emit(OpCodes.Br, s.Target);
@@ -1010,7 +1017,7 @@ internal sealed partial class FunctionCompiler
             {
                 il.Emit(OpCodes.Ldc_I4, functionIndex);
                 il.Emit(OpCodes.Ldc_I4, resumeAt);
-                il.Emit(OpCodes.Call, Members.FrameMismatch);
+                EmitCallTo(Members.FrameMismatch);
                 il.Emit(OpCodes.Throw);
             }
         }

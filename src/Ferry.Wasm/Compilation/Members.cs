@@ -20,11 +20,11 @@ internal static class Members
     public static readonly MethodInfo MemViewOf = typeof(MemView).GetMethod(nameof(MemView.Of))!;
     public static readonly FieldInfo MemViewSize = typeof(MemView).GetField(nameof(MemView.Size))!;
 
-    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(Type, string, Type), MethodInfo> Generic = new();
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(bool, string, Type), MethodInfo> Generic = new();
 
-    /// <summary>Mem32/Mem64 access helper <paramref name="name"/> instantiated for <paramref name="t"/>.</summary>
+    /// <summary>Typed access helper <paramref name="name"/> of <see cref="Mem32{T}"/> or <see cref="Mem64{T}"/> for <paramref name="t"/>.</summary>
     public static MethodInfo MemAccess(bool memory64, string name, Type t) =>
-        Generic.GetOrAdd((memory64 ? typeof(Mem64) : typeof(Mem32), name, t), static k => k.Item1.GetMethod(k.Item2)!.MakeGenericMethod(k.Item3));
+        Generic.GetOrAdd((memory64, name, t), static k => (k.Item1 ? typeof(Mem64<>) : typeof(Mem32<>)).MakeGenericType(k.Item3).GetMethod(k.Item2)!);
 
     public static MethodInfo MemAddr(bool memory64, string name) => Method(memory64 ? typeof(Mem64) : typeof(Mem32), name);
     public static readonly FieldInfo MemorySize = typeof(LinearMemory).GetField(nameof(LinearMemory.Size))!;

@@ -114,6 +114,7 @@ public static class ModuleCompiler
             CanUnwind = canUnwind,
             SafePoints = safePoints,
             Shapes = new SaveShapes(tb, null),
+            Tokens = new MemberTokens(dynModule),
             Module = module,
             InstanceType = tb,
             Methods = builders,
@@ -128,10 +129,13 @@ public static class ModuleCompiler
         }
 
         var created = tb.CreateType();
+        // One pass over the created type's methods: looking each up by name is quadratic in the function count.
+        var byName = new Dictionary<string, MethodInfo>(StringComparer.Ordinal);
+        foreach (var m in created.GetMethods(BindingFlags.Public | BindingFlags.Static | BindingFlags.DeclaredOnly)) byName[m.Name] = m;
         var methods = new MethodInfo?[module.FunctionCount];
         for (var i = module.ImportedFunctionCount; i < module.FunctionCount; i++)
         {
-            methods[i] = created.GetMethod(builders[i]!.Name, BindingFlags.Public | BindingFlags.Static)!;
+            methods[i] = byName[builders[i]!.Name];
         }
         var layout = new ModuleLayout
         {

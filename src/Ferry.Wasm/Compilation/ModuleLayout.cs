@@ -61,6 +61,8 @@ internal sealed class ModuleLayout
     public required SafePointTable SafePoints { get; init; }
     /// <summary>Where shared save methods are defined (null once the module's type is created).</summary>
     public SaveShapes? Shapes { get; init; }
+    /// <summary>Token cache of the module being emitted (null once the module's type is created).</summary>
+    public MemberTokens? Tokens { get; init; }
 
     public bool HasMemory => Module.Memories.Length > 0;
 

@@ -28,8 +28,8 @@ internal static class ResumeCompiler
             var n = Interlocked.Increment(ref counter);
             var name = new AssemblyName($"Ferry.Wasm.Resume{n}");
             var access = compiled.Options.Collectible ? AssemblyBuilderAccess.RunAndCollect : AssemblyBuilderAccess.Run;
-            var tb = AssemblyBuilder.DefineDynamicAssembly(name, access).DefineDynamicModule(name.Name!)
-                .DefineType("Resume", TypeAttributes.Public | TypeAttributes.Sealed | TypeAttributes.Abstract);
+            var dynModule = AssemblyBuilder.DefineDynamicAssembly(name, access).DefineDynamicModule(name.Name!);
+            var tb = dynModule.DefineType("Resume", TypeAttributes.Public | TypeAttributes.Sealed | TypeAttributes.Abstract);
             var layout = new ModuleLayout
             {
                 Module = compiled.Layout.Module,
@@ -43,6 +43,7 @@ internal static class ResumeCompiler
                 CanUnwind = compiled.Layout.CanUnwind,
                 SafePoints = compiled.Layout.SafePoints,
                 Shapes = new SaveShapes(tb, compiled.Layout.InstanceType),
+                Tokens = new MemberTokens(dynModule),
             };
             var builders = new Dictionary<(int, int), MethodBuilder>();
             foreach (var (f, sp) in needed)

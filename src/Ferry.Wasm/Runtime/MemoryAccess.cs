@@ -23,8 +23,8 @@ public unsafe struct MemView
 }
 
 /// <summary>
-/// Loads and stores for 32-bit memories, generic over the accessed type (i32.load8_s is Load&lt;sbyte&gt;: the IL
-/// stack widens small integers itself). One helper per access keeps the emitted IL small; the JIT inlines them.
+/// Effective-address helpers for 32-bit memories (bounds check, dirty marking, presence check); the typed
+/// accesses are in <see cref="Mem32{T}"/>. One helper per access keeps the emitted IL small; the JIT inlines them.
 /// </summary>
 public static unsafe class Mem32
 {
@@ -35,14 +35,6 @@ public static unsafe class Mem32
         if (ea + n > m.Size) throw TrapFactory.OutOfBoundsMemory();
         return m.Base + ea;
     }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static T Load<T>(int addr, MemView m, ulong offset) where T : unmanaged =>
-        Unsafe.ReadUnaligned<T>(Addr(addr, m, offset, (ulong)sizeof(T)));
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Store<T>(int addr, T value, MemView m, ulong offset) where T : unmanaged =>
-        Unsafe.WriteUnaligned(Addr(addr, m, offset, (ulong)sizeof(T)), value);
 
     /// <summary>Address of a store under write tracking: marks the page(s) in the dirty map.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -55,17 +47,6 @@ public static unsafe class Mem32
         return m.Base + ea;
     }
 
-    /// <summary>Store with compiler-based write tracking: marks the page(s) written in the dirty map.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void StoreDirty<T>(int addr, T value, MemView m, ulong offset) where T : unmanaged
-    {
-        var ea = (ulong)(uint)addr + offset;
-        if (ea + (ulong)sizeof(T) > m.Size) throw TrapFactory.OutOfBoundsMemory();
-        m.Dirty[ea >> 12] = 1;
-        m.Dirty[(ea + (ulong)sizeof(T) - 1) >> 12] = 1;
-        Unsafe.WriteUnaligned(m.Base + ea, value);
-    }
-
     /// <summary>Address with a presence check (post-copy destination): missing pages are fetched first.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static byte* AddrPresent(int addr, MemView m, ulong offset, ulong n, InstanceBase ctx)
@@ -75,14 +56,6 @@ public static unsafe class Mem32
         if ((m.Present[ea >> 12] & m.Present[(ea + n - 1) >> 12]) == 0) MemoryOps.FetchMissing(ctx, ea, n);
         return m.Base + ea;
     }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static T LoadPresent<T>(int addr, MemView m, ulong offset, InstanceBase ctx) where T : unmanaged =>
-        Unsafe.ReadUnaligned<T>(AddrPresent(addr, m, offset, (ulong)sizeof(T), ctx));
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void StorePresent<T>(int addr, T value, MemView m, ulong offset, InstanceBase ctx) where T : unmanaged =>
-        Unsafe.WriteUnaligned(AddrPresent(addr, m, offset, (ulong)sizeof(T), ctx), value);
 }
 
 /// <summary>The same for 64-bit memories, where address + offset may overflow.</summary>
@@ -97,14 +70,6 @@ public static unsafe class Mem64
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static T Load<T>(long addr, MemView m, ulong offset) where T : unmanaged =>
-        Unsafe.ReadUnaligned<T>(Addr(addr, m, offset, (ulong)sizeof(T)));
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Store<T>(long addr, T value, MemView m, ulong offset) where T : unmanaged =>
-        Unsafe.WriteUnaligned(Addr(addr, m, offset, (ulong)sizeof(T)), value);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static byte* AddrDirty(long addr, MemView m, ulong offset, ulong n)
     {
         var p = Addr(addr, m, offset, n);
@@ -115,16 +80,6 @@ public static unsafe class Mem64
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void StoreDirty<T>(long addr, T value, MemView m, ulong offset) where T : unmanaged
-    {
-        var p = Addr(addr, m, offset, (ulong)sizeof(T));
-        var ea = (ulong)(p - m.Base);
-        m.Dirty[ea >> 12] = 1;
-        m.Dirty[(ea + (ulong)sizeof(T) - 1) >> 12] = 1;
-        Unsafe.WriteUnaligned(p, value);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static byte* AddrPresent(long addr, MemView m, ulong offset, ulong n, InstanceBase ctx)
     {
         var p = Addr(addr, m, offset, n);
@@ -132,12 +87,70 @@ public static unsafe class Mem64
         if ((m.Present[ea >> 12] & m.Present[(ea + n - 1) >> 12]) == 0) MemoryOps.FetchMissing(ctx, ea, n);
         return p;
     }
+}
+
+/// <summary>
+/// Typed loads and stores of 32-bit memories (i32.load8_s is <c>Mem32&lt;sbyte&gt;.Load</c>: the IL stack widens
+/// small integers itself). Generic over the class rather than the method on purpose: compiled code calls these
+/// through one cached metadata token per instantiation (<see cref="Compilation.MemberTokens"/>), whereas every
+/// emitted call to a generic <em>method</em> instantiation costs Reflection.Emit a new MethodSpec and signature.
+/// </summary>
+public static unsafe class Mem32<T> where T : unmanaged
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static T Load(int addr, MemView m, ulong offset) =>
+        Unsafe.ReadUnaligned<T>(Mem32.Addr(addr, m, offset, (ulong)sizeof(T)));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static T LoadPresent<T>(long addr, MemView m, ulong offset, InstanceBase ctx) where T : unmanaged =>
-        Unsafe.ReadUnaligned<T>(AddrPresent(addr, m, offset, (ulong)sizeof(T), ctx));
+    public static void Store(int addr, T value, MemView m, ulong offset) =>
+        Unsafe.WriteUnaligned(Mem32.Addr(addr, m, offset, (ulong)sizeof(T)), value);
+
+    /// <summary>Store with compiler-based write tracking: marks the page(s) written in the dirty map.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreDirty(int addr, T value, MemView m, ulong offset)
+    {
+        var ea = (ulong)(uint)addr + offset;
+        if (ea + (ulong)sizeof(T) > m.Size) throw TrapFactory.OutOfBoundsMemory();
+        m.Dirty[ea >> 12] = 1;
+        m.Dirty[(ea + (ulong)sizeof(T) - 1) >> 12] = 1;
+        Unsafe.WriteUnaligned(m.Base + ea, value);
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void StorePresent<T>(long addr, T value, MemView m, ulong offset, InstanceBase ctx) where T : unmanaged =>
-        Unsafe.WriteUnaligned(AddrPresent(addr, m, offset, (ulong)sizeof(T), ctx), value);
+    public static T LoadPresent(int addr, MemView m, ulong offset, InstanceBase ctx) =>
+        Unsafe.ReadUnaligned<T>(Mem32.AddrPresent(addr, m, offset, (ulong)sizeof(T), ctx));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StorePresent(int addr, T value, MemView m, ulong offset, InstanceBase ctx) =>
+        Unsafe.WriteUnaligned(Mem32.AddrPresent(addr, m, offset, (ulong)sizeof(T), ctx), value);
+}
+
+/// <summary>The same for 64-bit memories.</summary>
+public static unsafe class Mem64<T> where T : unmanaged
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static T Load(long addr, MemView m, ulong offset) =>
+        Unsafe.ReadUnaligned<T>(Mem64.Addr(addr, m, offset, (ulong)sizeof(T)));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Store(long addr, T value, MemView m, ulong offset) =>
+        Unsafe.WriteUnaligned(Mem64.Addr(addr, m, offset, (ulong)sizeof(T)), value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreDirty(long addr, T value, MemView m, ulong offset)
+    {
+        var p = Mem64.Addr(addr, m, offset, (ulong)sizeof(T));
+        var ea = (ulong)(p - m.Base);
+        m.Dirty[ea >> 12] = 1;
+        m.Dirty[(ea + (ulong)sizeof(T) - 1) >> 12] = 1;
+        Unsafe.WriteUnaligned(p, value);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static T LoadPresent(long addr, MemView m, ulong offset, InstanceBase ctx) =>
+        Unsafe.ReadUnaligned<T>(Mem64.AddrPresent(addr, m, offset, (ulong)sizeof(T), ctx));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StorePresent(long addr, T value, MemView m, ulong offset, InstanceBase ctx) =>
+        Unsafe.WriteUnaligned(Mem64.AddrPresent(addr, m, offset, (ulong)sizeof(T), ctx), value);
 }
