@@ -9,7 +9,11 @@ namespace Ferry.Cli.Tests;
 /// </summary>
 public sealed class CheckpointTests
 {
-    public sealed record Program(string Name, string Module, string[] Args, string? OutputFile = null, string[]? InputFiles = null);
+    /// <param name="Wasi">False for programs on the ferry ABI, which takes no preopened directories.</param>
+    public sealed record Program(string Name, string Module, string[] Args, string? OutputFile = null, string[]? InputFiles = null, bool Wasi = true)
+    {
+        public string[] Dir(string hostDir) => Wasi ? ["--dir", $"{hostDir}::."] : [];
+    }
 
     public static TheoryData<string> Workloads() =>
         ["btree", "hashjoin", "bfs", "pagerank", "kvstore", "xsbench", "svm", "blockchain", "microbench"];
@@ -37,6 +41,18 @@ public sealed class CheckpointTests
         var chain = CheckpointChain(new Program(name, module, WorkloadArgs[name]), seed: name.GetHashCode(StringComparison.Ordinal));
         Assert.Equal(native.Out, chain.Out);
         Assert.Contains("checksum", chain.Out);
+    }
+
+    /// <summary>The freestanding memory64 build on the ferry host ABI: its clock and arguments travel too.</summary>
+    [Fact]
+    public void Wasm64_microbench_survives_ten_checkpoints()
+    {
+        string[] args = ["--mem", "16M", "--ops", "20000000"];
+        var native = Cli.Run(Cli.Workload("microbench", "native"), args);
+        Assert.Equal(0, native.ExitCode);
+        var module = Cli.Workload("microbench64", "wasm64");
+        var chain = CheckpointChain(new Program("microbench64", module, args, Wasi: false), seed: 64);
+        Assert.Equal(native.Out, chain.Out);
     }
 
     [Fact]
@@ -136,7 +152,7 @@ public sealed class CheckpointTests
     {
         using var probe = new TempDir();
         PrepareInputs(p, probe.Path, renameInputs);
-        var timing = Cli.Run("dotnet", [Cli.FerryDll, "run", "--dir", $"{probe.Path}::.", "--snapshot", probe["unused.snap"], p.Module, .. p.Args],
+        var timing = Cli.Run("dotnet", [Cli.FerryDll, "run", .. p.Dir(probe.Path), "--snapshot", probe["unused.snap"], p.Module, .. p.Args],
             env: new Dictionary<string, string> { ["FERRY_TIMING"] = "1" });
         Assert.True(timing.ExitCode == 0, timing.Err);
         var ran = System.Text.RegularExpressions.Regex.Match(timing.Err, @"ferry: guest ran (\d+) ms");
@@ -153,14 +169,13 @@ public sealed class CheckpointTests
     {
         using var work = new TempDir();
         PrepareInputs(p, work.Path, renameInputs);
-        var dirArg = $"{work.Path}::.";
         var output = new StringBuilder();
         var snapshot = Path.Combine(Path.GetTempPath(), $"ferry-chain-{Guid.NewGuid():N}.snap");
         var marker = $"checkpointed {snapshot}\n";
         var checkpoints = 0;
         try
         {
-            string[] next = ["run", "--dir", dirArg, "--snapshot", snapshot, "--checkpoint-after", delay(), p.Module, .. p.Args];
+            string[] next = ["run", .. p.Dir(work.Path), "--snapshot", snapshot, "--checkpoint-after", delay(), p.Module, .. p.Args];
             while (true)
             {
                 var r = Cli.Ferry(next);
@@ -173,8 +188,8 @@ public sealed class CheckpointTests
                 output.Append(r.Out[..^marker.Length]);
                 checkpoints++;
                 next = checkpoints < wanted
-                    ? ["restore", "--dir", dirArg, "--snapshot", snapshot, "--checkpoint-after", delay(), snapshot]
-                    : ["restore", "--dir", dirArg, snapshot];
+                    ? ["restore", .. p.Dir(work.Path), "--snapshot", snapshot, "--checkpoint-after", delay(), snapshot]
+                    : ["restore", .. p.Dir(work.Path), snapshot];
             }
         }
         finally

@@ -37,6 +37,43 @@ public sealed partial class MicrobenchTests(WorkloadBuild build)
         Assert.Equal(native.FinalLine, wasm64.FinalLine);
     }
 
+    /// <summary>The same module under Ferry's engine and its implementation of the ferry ABI.</summary>
+    [Theory]
+    [InlineData("16M", "300000", "1")]
+    [InlineData("5M", "1000", "77")]
+    public void Wasm64_build_under_ferry_matches_native(string mem, string ops, string seed)
+    {
+        string[] args = ["--mem", mem, "--ops", ops, "--seed", seed];
+        var native = Runner.Native.Run(build, "microbench", args);
+        var ferry = Runner.FerryWasm64.Run(build, "microbench64", args);
+        Assert.True(native.ExitCode == 0, native.ToString());
+        Assert.True(ferry.ExitCode == 0, ferry.ToString());
+        Assert.Equal(native.FinalLine, ferry.FinalLine);
+    }
+
+    /// <summary>
+    /// Beyond wasm32's reach: a 4.2 GiB footprint in a memory64 instance (node 20 caps memory64 at 4 GiB, so
+    /// only native and Ferry run this one).
+    /// </summary>
+    [Fact]
+    public void Wasm64_footprint_above_4_GiB_under_ferry_matches_native()
+    {
+        string[] args = ["--mem", "4200M", "--ops", "100000", "--seed", "5", "--progress", "0"];
+        var native = Runner.Native.Run(build, "microbench", args, timeoutSeconds: 300);
+        var ferry = Runner.FerryWasm64.Run(build, "microbench64", args, timeoutSeconds: 300);
+        Assert.True(native.ExitCode == 0, native.ToString());
+        Assert.True(ferry.ExitCode == 0, ferry.ToString());
+        Assert.Equal(native.FinalLine, ferry.FinalLine);
+    }
+
+    [Fact]
+    public void Wasm64_build_rejects_bad_flags_under_ferry()
+    {
+        var r = Runner.FerryWasm64.Run(build, "microbench64", ["--mem", "banana"]);
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("--mem", r.Stderr, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Wasm64_build_rejects_bad_flags()
     {

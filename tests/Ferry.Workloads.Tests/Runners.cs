@@ -28,11 +28,20 @@ public sealed record Runner(string Name, Func<WorkloadBuild, string, IReadOnlyLi
         (b, w, a) => ("node", ["--experimental-wasm-memory64", Path.Combine(b.WorkloadsDir, "tools", "run-wasm64.mjs"),
             Path.Combine(b.Out, "wasm64", w + ".wasm"), .. a]));
 
-    // FERRY RUN GOES HERE: once the engine and WASI issues land, add
-    //   public static readonly Runner Ferry = new("ferry", (b, w, a) => (Path.Combine(b.RepoRoot, "ferry"),
-    //       ["run", Path.Combine(b.Out, "wasm32", w + ".wasm"), .. a]));
-    // and list it in ComparedWithNative; WorkloadTests.Runtime_output_matches_native then covers it.
+    /// <summary>The wasm32-wasi build under Ferry's own engine (`ferry run`, the Release build `./test` makes).</summary>
+    public static readonly Runner Ferry = new("ferry",
+        (b, w, a) => ("dotnet", [FerryDll(b), "run", Path.Combine(b.Out, "wasm32", w + ".wasm"), .. a]));
+
+    /// <summary>The freestanding wasm64 microbenchmark under Ferry, which implements the ferry host ABI.</summary>
+    public static readonly Runner FerryWasm64 = new("ferry-wasm64",
+        (b, w, a) => ("dotnet", [FerryDll(b), "run", Path.Combine(b.Out, "wasm64", w + ".wasm"), .. a]));
+
+    private static string FerryDll(WorkloadBuild b)
+    {
+        var dll = Path.Combine(b.RepoRoot, "src", "Ferry.Cli", "bin", "Release", "net10.0", "ferry.dll");
+        return File.Exists(dll) ? dll : throw new FileNotFoundException($"{dll} is missing: build the solution in Release first (./test does)");
+    }
 
     /// <summary>Runners whose stdout must equal the native build's for every workload.</summary>
-    public static readonly Runner[] ComparedWithNative = [NodeWasi];
+    public static readonly Runner[] ComparedWithNative = [NodeWasi, Ferry];
 }

@@ -4,6 +4,7 @@ using Ferry.Wasm;
 using Ferry.Wasm.Compilation;
 using Ferry.Wasm.Hosting;
 using Ferry.Wasm.Runtime;
+using Ferry.Enclave.Runtime;
 using Ferry.Wasm.Wasi;
 
 namespace Ferry.Cli.Commands;
@@ -170,58 +171,51 @@ public static class RunCommand
 
         var options = new InstanceOptions { MaxMemoryBytes = memMax };
         Instance? instance = null;
-        WasiContext? wasi = null;
-        var isWasi = WasiHost.IsWasiModule(module);
-        if (!isWasi && (preopens.Count > 0 || env.Count > 0))
-        {
-            Console.Error.WriteLine($"ferry run: {path} does not import {WasiAbi.ModuleName}: --dir and --env do not apply");
-            return ExitCodes.Usage;
-        }
+        IGuestEnvironment? environment = null;
         try
         {
-            if (isWasi)
+            environment = GuestEnvironments.For(module, new WasiOptions { Args = [Path.GetFileName(path), .. args], Env = env, Preopens = preopens });
+            if (environment is EmptyEnvironment && (preopens.Count > 0 || env.Count > 0))
             {
-                wasi = new WasiContext(new WasiOptions
-                {
-                    Args = [Path.GetFileName(path), .. args],
-                    Env = env,
-                    Preopens = preopens,
-                });
+                Console.Error.WriteLine($"ferry run: {path} does not import {WasiAbi.ModuleName}: --dir and --env do not apply");
+                return ExitCodes.Usage;
             }
             return WasmThread.Run(() =>
             {
-                // FERRY_TIERED=1 (experiment, see docs/benchmarks.md): let the runtime tier compiled functions
-                // (quick first JIT, optimised later) instead of fully optimising each at its first call.
-                var compileOptions = Environment.GetEnvironmentVariable("FERRY_TIERED") == "1"
-                    ? CompileOptions.Default with { AggressiveOptimization = false }
-                    : CompileOptions.Default;
-                var compiled = ModuleCompiler.Compile(module, compileOptions);
+                var compiled = ModuleCompiler.Compile(module, CompileOptions.Default);
                 Phase("compile (IL emission)");
                 var linker = new Linker();
-                var host = wasi is null ? null : WasiHost.Define(linker, wasi);
+                environment.Define(linker);
                 instance = Instance.Instantiate(compiled, linker, options);
-                host?.Bind(instance);
+                environment.Bind(instance);
                 Phase("instantiate");
                 if (invoke is not null) return InvokeExport(instance, invoke, args);
-                if (host is not null && instance.Exports.ContainsKey("_start"))
-                {
-                    var code = host.RunStart();
-                    Phase("run (JIT on first calls + execution)");
-                    return code;
-                }
                 if (!instance.Exports.TryGetValue("_start", out var start) || start is not FuncRef startFn)
                 {
                     Console.Error.WriteLine($"ferry run: {path} has no _start export; use --invoke NAME to call an export");
                     return ExitCodes.Usage;
                 }
-                Instance.Invoke(startFn);
-                return ExitCodes.Ok;
+                try
+                {
+                    Instance.Invoke(startFn);
+                    Phase("run (JIT on first calls + execution)");
+                    return ExitCodes.Ok;
+                }
+                catch (Exception e) when (environment.ExitCodeOf(e) is { } code)
+                {
+                    Phase("run (JIT on first calls + execution)");
+                    return code;
+                }
+                finally
+                {
+                    environment.Flush();
+                }
             });
         }
-        catch (WasiExitException exit)
+        catch (Exception e) when (environment?.ExitCodeOf(e) is { } code)
         {
-            // proc_exit from an --invoke'd export (RunStart handles it for _start).
-            return exit.Code;
+            // The program's own exit from an --invoke'd export.
+            return code;
         }
         catch (WasiConfigurationException e)
         {
@@ -230,7 +224,7 @@ public static class RunCommand
         }
         catch (TrapException trap)
         {
-            wasi?.FlushOutput();
+            environment?.Flush();
             Console.Error.WriteLine($"ferry run: wasm trap: {trap.Message}");
             if (instance is not null)
             {
@@ -251,7 +245,7 @@ public static class RunCommand
         }
         finally
         {
-            wasi?.Dispose();
+            environment?.Dispose();
         }
     }
 

@@ -29,7 +29,8 @@ public static class SnapshotCommand
             Ferry.Wasm.Module? module = null;
             if (h.ModuleCode is { } code) module = Ferry.Wasm.Binary.ModuleDecoder.Decode(code);
             string FunctionName(int i) => module?.FunctionName(i) ?? $"$f{i}";
-            var wasi = h.Wasi.Length > 0 ? WasiEnvironment.Decode(h.Wasi) : null;
+            var abi = Ferry.Wasm.FerryAbi.FerryAbiState.IsEncoded(h.Wasi) ? Ferry.Wasm.FerryAbi.FerryAbiState.Decode(h.Wasi) : null;
+            var wasi = h.Wasi.Length > 0 && abi is null ? WasiEnvironment.Decode(h.Wasi) : null;
             var summary = new
             {
                 file = path,
@@ -52,6 +53,7 @@ public static class SnapshotCommand
                     fds = wasi.Fds.Select(f => $"{f.Fd}: {f.Kind} {f.GuestPath} @{f.Position}").ToArray(),
                     monotonicNanos = wasi.MonotonicNanos,
                 },
+                ferryAbi = abi is null ? null : new { args = abi.Args, monotonicNanos = abi.MonotonicNanos },
                 metadata = h.Metadata,
             };
             if (asJson)
@@ -69,6 +71,7 @@ public static class SnapshotCommand
                 Console.WriteLine($"  wasi     args: {string.Join(' ', wasi.Args)}");
                 foreach (var fd in summary.wasi!.fds) Console.WriteLine($"    fd {fd}");
             }
+            if (abi is not null) Console.WriteLine($"  ferry-abi args: {string.Join(' ', abi.Args)}");
             foreach (var (k, v) in h.Metadata) Console.WriteLine($"  {k,-8} {v}");
             return ExitCodes.Ok;
         }

@@ -11,8 +11,7 @@ namespace Ferry.Cli.Hosting;
 /// <summary>Runs guest programs in this process with checkpoint support (`run --snapshot`, `restore`).</summary>
 public static class LocalGuest
 {
-    public static IGuestEnvironment EnvironmentFor(Module module, WasiOptions options) =>
-        WasiHost.IsWasiModule(module) ? WasiEnvironment.Create(options) : new EmptyEnvironment();
+    public static IGuestEnvironment EnvironmentFor(Module module, WasiOptions options) => GuestEnvironments.For(module, options);
 
     public static int RunCheckpointable(string path, string[] args, ulong? memMax, List<WasiPreopen> preopens, List<string> env,
         string snapshotPath, TimeSpan? after)
@@ -32,6 +31,11 @@ public static class LocalGuest
         {
             var environment = EnvironmentFor(module, new WasiOptions { Args = [Path.GetFileName(path), .. args], Env = env, Preopens = preopens });
             program = GuestProgram.Create(module, environment, CompileOptions.Default, new InstanceOptions { MaxMemoryBytes = memMax });
+        }
+        catch (WasiConfigurationException e)
+        {
+            Console.Error.WriteLine($"ferry run: {path}: {e.Message}");
+            return ExitCodes.Usage;
         }
         catch (WasmException e)
         {
@@ -55,9 +59,7 @@ public static class LocalGuest
                 : throw new SnapshotFormatException("the snapshot does not carry its module; pass --module PATH"));
             var module = Wasm.Binary.ModuleDecoder.Decode(bytes);
             Wasm.Validation.ModuleValidator.Validate(module);
-            IGuestEnvironment environment = header.Wasi.Length == 0
-                ? new EmptyEnvironment()
-                : WasiEnvironment.Restore(header.Wasi, new WasiOptions { Preopens = preopens });
+            var environment = GuestEnvironments.Restore(header.Wasi, new WasiOptions { Preopens = preopens });
             var compiled = ModuleCompiler.Compile(module);
             var linker = new Linker();
             environment.Define(linker);
