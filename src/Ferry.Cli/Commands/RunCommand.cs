@@ -1,10 +1,10 @@
 using System.CommandLine;
 using System.Globalization;
+using Ferry.Enclave.Runtime;
 using Ferry.Wasm;
 using Ferry.Wasm.Compilation;
 using Ferry.Wasm.Hosting;
 using Ferry.Wasm.Runtime;
-using Ferry.Enclave.Runtime;
 using Ferry.Wasm.Wasi;
 
 namespace Ferry.Cli.Commands;
