@@ -1,0 +1,38 @@
+using Ferry.Bench.Harness;
+using Ferry.Wasm.Compilation;
+
+namespace Ferry.Bench.Engine;
+
+/// <summary>
+/// Execution speed of the compute kernels: Ferry in this process against node's V8 in a subprocess on the same
+/// .wasm, same arguments, same repetitions (one warm-up call, then N timed calls each), results checked equal.
+/// </summary>
+public static class KernelBench
+{
+    public static void Run(Report report, string kernelsWasm, bool quick, int reps)
+    {
+        var table = new ResultTable($"Kernels: Ferry (safe points on, default options) vs node 20 on kernels.wasm; warm-up + {reps} calls each",
+            ["kernel", "call", "Ferry best ms", "Ferry median ms", "node best ms", "node median ms", "Ferry/node (best)", "Ferry/node (median)", "load avg"]);
+        var ferry = new KernelInstance(kernelsWasm, CompileOptions.Default);
+        foreach (var k in Kernel.All(quick))
+        {
+            Report.Progress($"kernel {k.Call}: Ferry");
+            var (expected, _) = ferry.Call(k); // warm-up: JIT (tier 0, OSR) and tier-up
+            var f = new Samples();
+            for (var r = 0; r < reps; r++)
+            {
+                var (result, ms) = ferry.Call(k);
+                if (result != expected) throw new InvalidOperationException($"{k.Call}: Ferry returned {result}, then {expected}");
+                f.Add(ms);
+            }
+            Report.Progress($"kernel {k.Call}: node");
+            var (nodeResult, n) = NodeBaseline.Kernel(kernelsWasm, k.Function, k.Argument, reps);
+            if (nodeResult != expected) throw new InvalidOperationException($"{k.Call}: Ferry returned {expected}, node {nodeResult}");
+            table.Row(k.Function, k.Call, Cell.Num(f.Min, "F0"), Cell.Num(f.Median, "F0"), Cell.Num(n.Min, "F0"), Cell.Num(n.Median, "F0"),
+                Cell.Num(f.Min / n.Min, "F2"), Cell.Num(f.Median / n.Median, "F2"), Machine.LoadAverage().Split(' ')[0]);
+        }
+        table.Note("Both engines returned the same result for every call. Ferry: CompileOptions.Default (tiered JIT, safe points on).");
+        foreach (var k in Kernel.All(quick)) table.Note($"{k.Function}: {k.Kind}");
+        report.Add(table);
+    }
+}

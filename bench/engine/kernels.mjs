@@ -1,0 +1,18 @@
+// Baseline for `dotnet run -c Release --project bench/Ferry.Bench -- engine`: one export of bench/kernels'
+// kernels.wasm under node's V8, called once to warm up (Liftoff, then TurboFan tier-up) and then REPS times.
+// Usage: node kernels.mjs FILE FUNCTION ARG REPS    Prints {"result": "...", "ms": [...]} (result as a decimal string).
+import fs from 'node:fs';
+
+const [file, fn, arg, reps] = process.argv.slice(2);
+const { instance } = await WebAssembly.instantiate(fs.readFileSync(file));
+const f = instance.exports[fn];
+let result = f(Number(arg));
+const ms = [];
+for (let r = 0; r < Number(reps); r++) {
+  const t = performance.now();
+  const again = f(Number(arg));
+  ms.push(performance.now() - t);
+  if (String(again) !== String(result)) throw new Error(`${fn}(${arg}) returned ${again}, then ${result}`);
+  result = again;
+}
+console.log(JSON.stringify({ result: String(result), ms }));
