@@ -21,13 +21,17 @@ public static class NodeBaseline
         return times;
     }
 
-    /// <summary>One kernel: warm-up call, then <paramref name="reps"/> timed calls in one node process.</summary>
-    public static (string Result, Samples Ms) Kernel(string file, string function, long argument, int reps)
+    /// <summary>One kernel: warm-up call, then <paramref name="reps"/> timed calls in one node process (wall and process CPU ms).</summary>
+    public static (string Result, Timings Ms) Kernel(string file, string function, long argument, int reps)
     {
         var result = External.Run("node", [Repo.File("bench", "engine", "kernels.mjs"), file, function,
             argument.ToString(CultureInfo.InvariantCulture), reps.ToString(CultureInfo.InvariantCulture)]).EnsureSuccess($"node kernels.mjs {function}");
         using var doc = JsonDocument.Parse(result.Stdout);
-        return (doc.RootElement.GetProperty("result").GetString()!, ReadSamples(doc.RootElement));
+        var times = new Timings();
+        var wall = doc.RootElement.GetProperty("ms");
+        var cpu = doc.RootElement.GetProperty("cpu_ms");
+        for (var i = 0; i < wall.GetArrayLength(); i++) times.Add(wall[i].GetDouble(), cpu[i].GetDouble());
+        return (doc.RootElement.GetProperty("result").GetString()!, times);
     }
 
     private static Samples ReadSamples(JsonElement root)

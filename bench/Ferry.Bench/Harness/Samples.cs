@@ -54,3 +54,16 @@ public sealed class Samples
         if (values.Count == 0) throw new InvalidOperationException("no samples");
     }
 }
+
+/// <summary>Wall-clock and CPU time of the same repetitions, in ms.</summary>
+public sealed class Timings
+{
+    public Samples Wall { get; } = new();
+    public Samples Cpu { get; } = new();
+
+    public void Add(double wallMs, double cpuMs)
+    {
+        Wall.Add(wallMs);
+        Cpu.Add(cpuMs);
+    }
+}

@@ -39,4 +39,13 @@ public sealed record WorkloadCase(string Name, string Path, IReadOnlyList<string
     }
 
     public string CommandLine => $"{Name} {string.Join(' ', Args)}";
+
+    /// <summary>The same case with <paramref name="factor"/> times as many operations (a longer run).</summary>
+    public WorkloadCase WithMoreOps(int factor)
+    {
+        var args = new List<string>(Args);
+        var at = args.IndexOf("--ops") + 1;
+        args[at] = (long.Parse(args[at], CultureInfo.InvariantCulture) * factor).ToString(CultureInfo.InvariantCulture);
+        return this with { Args = args };
+    }
 }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text;
+using Ferry.Bench.Harness;
 using Ferry.Enclave.Runtime;
 using Ferry.Wasm.Compilation;
 using Ferry.Wasm.Hosting;
@@ -8,8 +9,15 @@ using Ferry.Wasm.Wasi;
 
 namespace Ferry.Bench.Workloads;
 
+/// <summary>
+/// One freeze: the latency GuestProgram measured (request to frozen), and what the guest thread did meanwhile
+/// (ran on a CPU, or waited for one), when the thread could be found.
+/// </summary>
+public sealed record FreezeSample(TimeSpan Latency, SchedTimes? Guest, TimeSpan SinceUnfreeze);
+
 /// <summary>How one in-process run of a workload went.</summary>
-public sealed record WorkloadRun(TimeSpan Wall, GuestEnd End, string Stdout, IReadOnlyList<TimeSpan> FreezeLatencies)
+/// <param name="CpuMs">Process CPU time during the run (the guest thread, plus any JIT or GC work meanwhile).</param>
+public sealed record WorkloadRun(TimeSpan Wall, double CpuMs, GuestEnd End, string Stdout, IReadOnlyList<FreezeSample> Freezes)
 {
     /// <summary>The determinism contract's last line, `ops N checksum HEX` (docs/workloads.md).</summary>
     public string ChecksumLine
@@ -56,25 +64,32 @@ public static class WorkloadRunner
         var instance = Instance.Instantiate(compiled, linker, new InstanceOptions { RunStart = false });
         environment.Bind(instance);
         using var program = new GuestProgram(instance, environment);
-        var latencies = new List<TimeSpan>();
+        var freezes = new List<FreezeSample>();
+        var cpu = CpuClock.ProcessMs();
         var sw = Stopwatch.StartNew();
         program.Start();
         if (freezeDelays is not null)
         {
+            var lastUnfreeze = Stopwatch.GetTimestamp();
             foreach (var delay in freezeDelays)
             {
                 if (program.Completion.Wait(delay)) break;
-                if (!TryFreezeOnce(program, latencies)) break;
+                if (!TryFreezeOnce(program, freezes, ref lastUnfreeze)) break;
             }
         }
         var end = program.Completion.GetAwaiter().GetResult();
         sw.Stop();
+        cpu = CpuClock.ProcessMs() - cpu;
         instance.Memory?.Dispose();
-        return new WorkloadRun(sw.Elapsed, end, Encoding.UTF8.GetString(stdout.ToArray()), latencies);
+        return new WorkloadRun(sw.Elapsed, cpu, end, Encoding.UTF8.GetString(stdout.ToArray()), freezes);
     }
 
-    private static bool TryFreezeOnce(GuestProgram program, List<TimeSpan> latencies)
+    private static bool TryFreezeOnce(GuestProgram program, List<FreezeSample> freezes, ref long lastUnfreeze)
     {
+        var sinceUnfreeze = Stopwatch.GetElapsedTime(lastUnfreeze);
+        // GuestProgram names its thread "guest"; only one guest runs at a time here.
+        var tid = ThreadSchedStat.Find("guest");
+        var before = tid is { } t0 ? ThreadSchedStat.Read(t0) : null;
         FrozenGuest frozen;
         try
         {
@@ -84,8 +99,10 @@ public static class WorkloadRunner
         {
             return false; // it ended between the check and the request
         }
-        latencies.Add(frozen.FreezeLatency);
+        var after = tid is { } t1 ? ThreadSchedStat.Read(t1) : null;
+        freezes.Add(new FreezeSample(frozen.FreezeLatency, before is { } b && after is { } a ? a - b : null, sinceUnfreeze));
         program.Unfreeze();
+        lastUnfreeze = Stopwatch.GetTimestamp();
         return true;
     }
 }
