@@ -30,7 +30,7 @@ public static class KernelBench
             if (nodeResult != expected) throw new InvalidOperationException($"{k.Call}: Ferry returned {expected}, node {nodeResult}");
             table.Row(k.Function, k.Call, Cell.Num(f.Wall.Min, "F0"), Cell.Num(f.Wall.Median, "F0"), Cell.Num(n.Wall.Min, "F0"), Cell.Num(n.Wall.Median, "F0"),
                 Cell.Num(f.Wall.Min / n.Wall.Min, "F2"), Cell.Num(f.Cpu.Min / n.Cpu.Min, "F2"), Cell.Num(f.Cpu.Median / n.Cpu.Median, "F2"),
-                Machine.LoadAverage().Split(' ')[0]);
+                Cell.Num(Machine.Load1(), "F2"));
         }
         table.Note("Both engines returned the same result for every call. CPU = process CPU time of the call (clock_gettime in");
         table.Note("Ferry, process.cpuUsage in node): unlike wall time it excludes waiting for a core while other jobs run.");

@@ -37,7 +37,7 @@ public static class SafePointWorkloadBench
             }
             table.Row(w.Name, string.Join(' ', w.Args), Cell.Num(sOn.Wall.Min / 1000, "F2"), Cell.Num(sOff.Wall.Min / 1000, "F2"),
                 Cell.Num(sOn.Wall.Min / sOff.Wall.Min, "F3"), Cell.Num(sOn.Cpu.Min / sOff.Cpu.Min, "F3"), Cell.Num(sOn.Cpu.Median / sOff.Cpu.Median, "F3"),
-                Machine.LoadAverage().Split(' ')[0]);
+                Cell.Num(Machine.Load1(), "F2"));
         }
         table.Note("Every run printed the same `ops N checksum HEX` line with and without safe points. CPU = process CPU time of the run.");
         table.Note("Goal (issue 9 item 7): safe points cost <= 5 %, i.e. on/off <= 1.05.");

@@ -86,7 +86,7 @@ public sealed class Report(string benchmark, bool json)
     private void WriteJson()
     {
         using var stdout = Console.OpenStandardOutput();
-        using var w = new Utf8JsonWriter(stdout, new JsonWriterOptions { Indented = true });
+        using var w = new Utf8JsonWriter(stdout, new JsonWriterOptions { Indented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
         w.WriteStartObject();
         w.WriteString("benchmark", benchmark);
         w.WriteString("started", started.ToString("O", CultureInfo.InvariantCulture));
