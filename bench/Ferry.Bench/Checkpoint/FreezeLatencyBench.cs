@@ -30,19 +30,20 @@ public static class FreezeLatencyBench
         var i = 0;
         foreach (var standard in WorkloadCase.Suite(quick))
         {
-            // Three times the standard run (~3 s here), for enough freezes at these gaps.
+            // Three times the standard run (~1.5–3 s here) for enough freezes at these gaps; a run that ends before
+            // minFreezes freezes is repeated twice as long, so the gaps keep their distribution.
+            var compiled = WorkloadRunner.Compile(standard.Path, CompileOptions.Default);
             var w = standard.WithMoreOps(3);
-            Report.Progress($"freeze latency: {w.CommandLine}");
-            var compiled = WorkloadRunner.Compile(w.Path, CompileOptions.Default);
-            var reference = WorkloadRunner.Run(compiled, w);
-            reference.EnsureExited(w.Name + " (uninterrupted)");
-            WorkloadRun frozen;
+            WorkloadRun reference, frozen;
             var attempt = 0;
             do
             {
-                // A run that ends before minFreezes freezes is repeated with gaps half as long.
-                frozen = WorkloadRunner.Run(compiled, w, Gaps(new Random(Seed + i + (100 * attempt)), Math.Pow(0.5, attempt)));
+                Report.Progress($"freeze latency: {w.CommandLine}");
+                reference = WorkloadRunner.Run(compiled, w);
+                reference.EnsureExited(w.Name + " (uninterrupted)");
+                frozen = WorkloadRunner.Run(compiled, w, Gaps(new Random(Seed + i + (100 * attempt))));
                 frozen.EnsureExited(w.Name + " (with freezes)");
+                if (frozen.Freezes.Count < minFreezes) w = w.WithMoreOps(2);
                 attempt++;
             }
             while (frozen.Freezes.Count < minFreezes && attempt < 4);
@@ -82,18 +83,18 @@ public static class FreezeLatencyBench
         table.Note("settled: requested >= 100 ms after the guest last started or resumed; just resumed: < 100 ms after.");
         table.Note($"All {all.Count} freezes: median {all.Median:F3} ms, max {all.Max:F3} ms; the {settledAll.Count} requested >= 100 ms after the");
         table.Note($"guest last started or resumed: max {(settledAll.Count > 0 ? settledAll.Max : double.NaN):F3} ms. Goal: <= {GoalMs} ms each.");
-        table.Note("Latency = FrozenGuest.FreezeLatency: from FreezeAsync to the guest thread parked at a safe point (frames unwound,");
-        table.Note("output flushed). Right after a resume, the guest thread JIT-compiles the resume versions of its frozen functions");
-        table.Note("(and their loops' OSR versions), and reaches no safe point meanwhile. guest on CPU / waiting for a core: the guest");
-        table.Note("thread's /proc schedstat around the request (a slightly wider window than the latency): with other jobs on both");
-        table.Note("cores, part of a latency is the guest waiting to be scheduled. Every run with freezes printed the same checksum");
-        table.Note("line as the uninterrupted run.");
+        table.Note("Latency = FrozenGuest.FreezeLatency: from FreezeAsync to the guest thread parked at a safe point (frames");
+        table.Note("unwound, output flushed). Right after a resume the guest thread JIT-compiles the resume versions of its frozen");
+        table.Note("functions (and their loops' OSR versions) and reaches no safe point meanwhile. guest on CPU / waiting for a core:");
+        table.Note("the guest thread's /proc schedstat read just before the request and after the requester saw the freeze (a wider");
+        table.Note("window than the latency, so an upper bound); with other jobs on both cores, part of a latency is the guest");
+        table.Note("waiting to be scheduled. Every run with freezes printed the same checksum line as the uninterrupted run.");
         report.Add(table);
     }
 
-    /// <summary>Endless pseudo-random gaps, uniform in [MinGapMs, MaxGapMs] × <paramref name="scale"/>.</summary>
-    private static IEnumerable<TimeSpan> Gaps(Random random, double scale)
+    /// <summary>Endless pseudo-random gaps, uniform in [MinGapMs, MaxGapMs].</summary>
+    private static IEnumerable<TimeSpan> Gaps(Random random)
     {
-        while (true) yield return TimeSpan.FromMilliseconds(scale * (MinGapMs + ((MaxGapMs - MinGapMs) * random.NextDouble())));
+        while (true) yield return TimeSpan.FromMilliseconds(MinGapMs + ((MaxGapMs - MinGapMs) * random.NextDouble()));
     }
 }
