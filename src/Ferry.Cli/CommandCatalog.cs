@@ -22,6 +22,12 @@ public static class CommandCatalog
             RestoreCommand.Create(),
             SnapshotCommand.Create(),
             SpecTestCommand.Create(),
+            AgentCommand.Create(),
+            RemoteCommands.Ps(),
+            RemoteCommands.Logs(),
+            RemoteCommands.Stop(),
+            MigrateCommand.Create(),
+            Runtime.RuntimeCommand.Create(),
         ];
         foreach (var command in commands)
         {
