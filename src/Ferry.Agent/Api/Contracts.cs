@@ -70,6 +70,8 @@ public sealed record MigrationOutcome
     public string? Error { get; init; }
     /// <summary>After a failure: does the workload continue on the source?</summary>
     public bool SourceResumed { get; init; }
+    /// <summary>The program ended (exited, trapped) on the source before it could be moved.</summary>
+    public bool WorkloadEnded { get; init; }
     public MigrationReport? Report { get; init; }
     public DateTimeOffset EndedAt { get; init; }
 }
@@ -181,6 +183,7 @@ public sealed record MigrationEvent
     public bool? Ok { get; init; }
     public string? Error { get; init; }
     public bool? SourceResumed { get; init; }
+    public bool? WorkloadEnded { get; init; }
     public MigrationReport? Report { get; init; }
 }
 

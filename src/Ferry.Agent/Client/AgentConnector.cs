@@ -149,15 +149,25 @@ public sealed class AgentConnector : IMigrationConnector
     }
 
     /// <summary>
-    /// Wraps the control stream to see which frames the source has finished writing (State, Commit) — the
-    /// phases the test hook reports and <see cref="CommitSent"/>.
+    /// Wraps the control stream to see which frames have gone out (State, Commit) and come in (SetupAck) —
+    /// the phases the test hook reports — and to know when <see cref="CommitSent"/>.
     /// </summary>
-    private sealed class ControlObserver(Stream inner, AgentConnector owner, Guid migrationId) : Stream
+    private sealed class ControlObserver : Stream
     {
-        private readonly byte[] header = new byte[FrameStream.HeaderBytes];
-        private int headerFill;
-        private long payloadLeft;
-        private MessageType type;
+        private readonly Stream inner;
+        private readonly AgentConnector owner;
+        private readonly Guid migrationId;
+        private readonly FrameParser written;
+        private readonly FrameParser read;
+
+        public ControlObserver(Stream inner, AgentConnector owner, Guid migrationId)
+        {
+            this.inner = inner;
+            this.owner = owner;
+            this.migrationId = migrationId;
+            written = new FrameParser(Written);
+            read = new FrameParser(Read);
+        }
 
         public override bool CanRead => true;
         public override bool CanSeek => false;
@@ -166,28 +176,76 @@ public sealed class AgentConnector : IMigrationConnector
         public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
         public override void Flush() => inner.Flush();
         public override Task FlushAsync(CancellationToken ct) => inner.FlushAsync(ct);
-        public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
-        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken ct = default) => inner.ReadAsync(buffer, ct);
-        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken ct) => inner.ReadAsync(buffer, offset, count, ct);
         public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
         public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override int Read(byte[] buffer, int offset, int count)
+        {
+            var n = inner.Read(buffer, offset, count);
+            read.Feed(buffer.AsSpan(offset, n));
+            return n;
+        }
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken ct = default)
+        {
+            var n = await inner.ReadAsync(buffer, ct).ConfigureAwait(false);
+            read.Feed(buffer.Span[..n]);
+            return n;
+        }
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken ct) =>
+            ReadAsync(buffer.AsMemory(offset, count), ct).AsTask();
 
         public override void Write(byte[] buffer, int offset, int count)
         {
             inner.Write(buffer, offset, count);
-            Observe(buffer.AsSpan(offset, count));
+            written.Feed(buffer.AsSpan(offset, count));
         }
 
         public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken ct = default)
         {
             await inner.WriteAsync(buffer, ct).ConfigureAwait(false);
-            Observe(buffer.Span);
+            written.Feed(buffer.Span);
         }
 
         public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken ct) =>
             WriteAsync(buffer.AsMemory(offset, count), ct).AsTask();
 
-        private void Observe(ReadOnlySpan<byte> data)
+        private void Written(MessageType t)
+        {
+            if (t == MessageType.Commit) owner.CommitSent = true;
+            var phase = t switch
+            {
+                MessageType.State => "state",
+                MessageType.Commit => "commit",
+                _ => null,
+            };
+            if (phase is not null && owner.hook is { } h) owner.Apply(h(phase, migrationId));
+        }
+
+        private void Read(MessageType t)
+        {
+            if (t == MessageType.SetupAck && owner.hook is { } h) owner.Apply(h("accepted", migrationId));
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing) inner.Dispose();
+            base.Dispose(disposing);
+        }
+
+        public override ValueTask DisposeAsync() => inner.DisposeAsync();
+    }
+
+    /// <summary>Follows frame boundaries in a byte stream ([u32 length][u16 type][u16 flags][payload]); reports each complete frame's type.</summary>
+    private sealed class FrameParser(Action<MessageType> complete)
+    {
+        private readonly byte[] header = new byte[FrameStream.HeaderBytes];
+        private int headerFill;
+        private long payloadLeft;
+        private MessageType type;
+
+        public void Feed(ReadOnlySpan<byte> data)
         {
             while (data.Length > 0)
             {
@@ -207,29 +265,9 @@ public sealed class AgentConnector : IMigrationConnector
                 if (payloadLeft == 0)
                 {
                     headerFill = 0;
-                    Written(type);
+                    complete(type);
                 }
             }
         }
-
-        private void Written(MessageType t)
-        {
-            if (t == MessageType.Commit) owner.CommitSent = true;
-            var phase = t switch
-            {
-                MessageType.State => "state",
-                MessageType.Commit => "commit",
-                _ => null,
-            };
-            if (phase is not null && owner.hook is { } h) owner.Apply(h(phase, migrationId));
-        }
-
-        protected override void Dispose(bool disposing)
-        {
-            if (disposing) inner.Dispose();
-            base.Dispose(disposing);
-        }
-
-        public override ValueTask DisposeAsync() => inner.DisposeAsync();
     }
 }

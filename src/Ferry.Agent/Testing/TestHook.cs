@@ -12,7 +12,9 @@ namespace Ferry.Agent.Testing;
 /// itself, here). The test decides what happens at exactly that point (kill the other runtime, restart an
 /// agent, cut the connection) with no sleeps. Unset (always, outside tests), it costs nothing.
 ///
-/// Phases: source "setup" (streams connected, nothing sent), "round0" (first batch of the first round),
+/// Phases: launch "start" (a new workload is compiled and reported running, its program not started yet);
+/// source "setup" (streams connected, nothing sent), "accepted" (the destination acknowledged the
+/// setup: the guest is not frozen and none of its memory has been sent yet), "round0" (first batch of the first round),
 /// "round1" (first batch of the second pre-copy round), "state" (final state sent, before Ready), "commit"
 /// (Commit sent, before the acknowledgement), "postcopy" (first batch pushed after commit);
 /// destination "receiving" (streams accepted), "ready" (everything checked, before commit) and "running"
@@ -54,8 +56,9 @@ public sealed class TestHook
             var action = Encoding.UTF8.GetString([.. reply]).Trim();
             return action is Cut or Exit ? action : Continue;
         }
-        catch (SocketException)
+        catch (SocketException e)
         {
+            Console.Error.WriteLine($"[ferry-runtime] test hook {path} unreachable at {side} phase {phase}: {e.Message}");
             return Continue;
         }
     }

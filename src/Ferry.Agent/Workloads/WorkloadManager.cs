@@ -124,7 +124,7 @@ public sealed partial class WorkloadManager : IDisposable
                     child.Dispose();
                     e.Child = null;
                 }
-                if (e.Spec.Mode != "incoming" || RuntimeProcesses.IsAlive(e.Pid, e.Dir)) continue;
+                if (e.Spec.Mode != "incoming" || Alive(e)) continue;
                 if (!TookOver(e.Dir.ReadStatus())) Archive(e);
             }
         }
@@ -207,11 +207,30 @@ public sealed partial class WorkloadManager : IDisposable
         };
         dir.WriteSpec(spec);
         var entry = new Entry(dir, spec);
-        lock (gate) entries[id] = entry;
         StartRuntime(entry, "launch");
+        lock (gate) entries[id] = entry;
         var status = await WaitForStatusAsync(entry, s => s is not null, ct).ConfigureAwait(false);
         if (status!.State == WorkloadStates.Failed) throw new AgentRequestException(422, $"the workload could not start: {status.Message}");
         return Info(entry);
+    }
+
+    /// <summary>
+    /// Is the entry's runtime alive? A child this agent started counts until it has been reaped (while it
+    /// execs from sh to setsid to dotnet its command line may briefly read empty); an adopted one by /proc.
+    /// </summary>
+    private static bool Alive(Entry e)
+    {
+        if (e.Child is { } child)
+        {
+            try
+            {
+                if (!child.HasExited) return true;
+            }
+            catch (InvalidOperationException)
+            {
+            }
+        }
+        return RuntimeProcesses.IsAlive(e.Pid, e.Dir);
     }
 
     private void StartRuntime(Entry entry, string mode)
@@ -229,7 +248,7 @@ public sealed partial class WorkloadManager : IDisposable
         {
             var status = entry.Dir.ReadStatus();
             if (status is not null && status.Pid == entry.Pid && done(status)) return status;
-            if (!RuntimeProcesses.IsAlive(entry.Pid, entry.Dir) && entry.Child is not { HasExited: false })
+            if (!Alive(entry))
             {
                 status = entry.Dir.ReadStatus();
                 if (status is not null && status.Pid == entry.Pid && done(status)) return status;
@@ -284,13 +303,13 @@ public sealed partial class WorkloadManager : IDisposable
             "stderr" => e.Dir.Stderr,
             _ => throw new AgentRequestException(400, $"unknown log stream '{stream}' (stdout or stderr)"),
         };
-        return (path, () => RuntimeProcesses.IsAlive(e.Pid, e.Dir));
+        return (path, () => Alive(e));
     }
 
     private WorkloadInfo Info(Entry e)
     {
         var status = e.Dir.ReadStatus();
-        var alive = RuntimeProcesses.IsAlive(e.Pid, e.Dir);
+        var alive = Alive(e);
         var state = status?.State ?? (alive ? "starting" : WorkloadStates.Lost);
         string? message = status?.Message;
         if (!alive && !WorkloadStates.IsFinal(state))
@@ -326,7 +345,7 @@ public sealed partial class WorkloadManager : IDisposable
     public async Task<WorkloadInfo> StopAsync(string id, CancellationToken ct)
     {
         var e = Find(id);
-        if (!RuntimeProcesses.IsAlive(e.Pid, e.Dir)) return Info(e);
+        if (!Alive(e)) return Info(e);
         ControlReply? reply = null;
         try
         {
@@ -338,8 +357,8 @@ public sealed partial class WorkloadManager : IDisposable
         }
         if (reply is { Ok: false }) throw new AgentRequestException(409, reply.Error ?? "the runtime refused to stop");
         var sw = Stopwatch.StartNew();
-        while (RuntimeProcesses.IsAlive(e.Pid, e.Dir) && sw.Elapsed < TimeSpan.FromSeconds(5)) await Task.Delay(10, ct).ConfigureAwait(false);
-        if (RuntimeProcesses.IsAlive(e.Pid, e.Dir))
+        while (Alive(e) && sw.Elapsed < TimeSpan.FromSeconds(5)) await Task.Delay(10, ct).ConfigureAwait(false);
+        if (Alive(e))
         {
             await RuntimeProcesses.KillAsync(e.Pid, e.Dir, TimeSpan.FromSeconds(5)).ConfigureAwait(false);
             var status = e.Dir.ReadStatus();
@@ -402,7 +421,7 @@ public sealed partial class WorkloadManager : IDisposable
         lock (gate) entries.TryGetValue(request.WorkloadId, out old);
         if (old is not null)
         {
-            if (RuntimeProcesses.IsAlive(old.Pid, old.Dir))
+            if (Alive(old))
             {
                 throw new AgentRequestException(409, $"workload {request.WorkloadId} already has a live runtime on agent {options.Name} ({Info(old).State})");
             }
@@ -425,8 +444,8 @@ public sealed partial class WorkloadManager : IDisposable
         dir.WriteSpec(spec);
         WriteMigrationIndex(request.MigrationId, request.WorkloadId, dir.Path);
         var entry = new Entry(dir, spec);
-        lock (gate) entries[request.WorkloadId] = entry;
         StartRuntime(entry, "incoming");
+        lock (gate) entries[request.WorkloadId] = entry;
         var status = await WaitForStatusAsync(entry, s => s is not null, ct).ConfigureAwait(false);
         if (status!.State != WorkloadStates.Incoming) throw new AgentRequestException(500, $"the incoming runtime did not start: {status.Message}");
         return new PrepareMigrationResponse(request.MigrationId, request.WorkloadId, entry.Pid);

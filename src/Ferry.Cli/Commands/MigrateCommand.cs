@@ -18,6 +18,7 @@ public sealed record MigrateOutput
     public required bool Succeeded { get; init; }
     public string? Error { get; init; }
     public bool? SourceResumed { get; init; }
+    public bool? WorkloadEnded { get; init; }
     public MigrationReport? Report { get; init; }
 }
 
@@ -116,6 +117,7 @@ public static class MigrateCommand
                 Succeeded = result.Ok == true,
                 Error = result.Error,
                 SourceResumed = result.Ok == true ? null : result.SourceResumed,
+                WorkloadEnded = result.WorkloadEnded == true ? true : null,
                 Report = result.Report,
             };
             if (parse.GetValue(json))
@@ -182,6 +184,7 @@ public static class MigrateCommand
                     Ok = last.Succeeded,
                     Error = last.Error,
                     SourceResumed = last.SourceResumed,
+                    WorkloadEnded = last.WorkloadEnded,
                     Report = last.Report,
                 };
             }
@@ -253,7 +256,9 @@ public static class MigrateCommand
         if (!o.Succeeded)
         {
             Console.Error.WriteLine($"ferry migrate: {o.Error}");
-            Console.Error.WriteLine(o.SourceResumed == true
+            Console.Error.WriteLine(o.WorkloadEnded == true
+                ? $"ferry migrate: workload {o.Workload} ended on {o.From} before it could be moved (see ferry logs {o.Workload} --on {o.From})"
+                : o.SourceResumed == true
                 ? $"ferry migrate: workload {o.Workload} continues on {o.From} as if nothing happened"
                 : $"ferry migrate: workload {o.Workload} no longer runs on {o.From}; see `ferry ps --on {o.To}`");
             return;

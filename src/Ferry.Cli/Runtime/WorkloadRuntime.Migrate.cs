@@ -168,6 +168,7 @@ internal sealed partial class WorkloadRuntime
                 Succeeded = false,
                 Error = error,
                 SourceResumed = resumed,
+                WorkloadEnded = ended,
                 EndedAt = DateTimeOffset.UtcNow,
             };
             Update(s => s with
@@ -181,7 +182,7 @@ internal sealed partial class WorkloadRuntime
                 LastMigration = outcome,
             });
             Log(resumed ? $"migration to {destination} failed; the workload continues here: {e.Message}" : $"migration to {destination}: {error}");
-            result = new MigrationEvent { Event = "result", RequestId = requestId, MigrationId = migrationId?.ToString(), Ok = false, Error = error, SourceResumed = resumed };
+            result = new MigrationEvent { Event = "result", RequestId = requestId, MigrationId = migrationId?.ToString(), Ok = false, Error = error, SourceResumed = resumed, WorkloadEnded = ended };
         }
         await relay.CompleteAsync().ConfigureAwait(false);
         await connection.EventAsync(result).ConfigureAwait(false);

@@ -90,8 +90,8 @@ internal sealed partial class WorkloadRuntime : IDisposable
                 ? WasiEnvironment.Create(new WasiOptions { Args = [spec.ModuleName, .. spec.Args], Env = spec.Env })
                 : new EmptyEnvironment();
             program = GuestProgram.Create(module, environment, CompileFor(postCopy: false), new InstanceOptions { MaxMemoryBytes = spec.MemoryLimitBytes });
+            if (!(program.Instance.Exports.TryGetValue("_start", out var start) && start is FuncRef)) throw new LinkException("the module has no _start export");
             control = new ControlServer(dir.ControlSocket, HandleAsync);
-            program.Start();
         }
         catch (Exception e)
         {
@@ -101,6 +101,9 @@ internal sealed partial class WorkloadRuntime : IDisposable
             return 1;
         }
         Update(s => s with { State = WorkloadStates.Running, StartedAt = DateTimeOffset.UtcNow, MemoryBytes = MemoryBytes });
+        // Test hook: a test may hold the program here, compiled but not started (see TestHook).
+        if (hook?.At("launch", "start", spec.Id, null) == TestHook.Exit) TestHook.ExitNow();
+        program.Start();
         return RunToEnd();
     }
 
@@ -251,6 +254,7 @@ internal sealed partial class WorkloadRuntime : IDisposable
             return 1;
         }
         var migrationId = spec.MigrationId ?? "";
+        Log($"waiting for the {spec.Streams} streams of migration {migrationId}");
         Update(s => s with
         {
             State = WorkloadStates.Incoming,
@@ -336,6 +340,7 @@ internal sealed partial class WorkloadRuntime : IDisposable
 
     private EnclaveDestination CreateEnclave(Migration.Protocol.WorkloadSetup setup, ReadOnlyMemory<byte> module)
     {
+        var started = System.Diagnostics.Stopwatch.StartNew();
         moduleBytes = module.ToArray();
         var decoded = Decode(moduleBytes);
         File.WriteAllBytes(dir.Module, moduleBytes);
@@ -355,6 +360,7 @@ internal sealed partial class WorkloadRuntime : IDisposable
         arrived = new EnclaveDestination(decoded, CompileFor(postCopy), new InstanceOptions { MaxMemoryBytes = setup.MemoryLimitBytes },
             state => state.Length == 0 ? new EmptyEnvironment() : WasiEnvironment.Restore(state, new WasiOptions()),
             new PlainRecordProtector(), setup.Streams);
+        Log($"receiving {setup.Name} ({MigrationNames.Name(setup.Strategy)}, {setup.MemoryBytes >> 20} MiB); module compiled in {started.ElapsedMilliseconds} ms");
         return arrived;
     }
 
