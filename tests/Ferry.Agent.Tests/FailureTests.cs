@@ -36,6 +36,7 @@ public sealed class FailureTests(AgentPair pair) : IClassFixture<AgentPair>
         // after starting the guest, so the source never hears that it did.
         var (side, at) = phase == "commit" && failure != "restart-source-agent" ? ("destination", "running") : ("source", phase);
         var reached = new TaskCompletionSource<HookEvent>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var restarted = Task.CompletedTask;
         async Task<string> Inject(HookEvent ev)
         {
             if (ev.Side != side || ev.Phase != at || !reached.TrySetResult(ev)) return "continue";
@@ -49,14 +50,18 @@ public sealed class FailureTests(AgentPair pair) : IClassFixture<AgentPair>
                 case "cut":
                     return "cut";
                 default:
-                    await Task.Run(pair.A.Restart);
+                    // The agent dies here; the migration goes on at once, while it starts again.
+                    pair.A.Kill();
+                    restarted = Task.Run(pair.A.StartAgain);
                     return "continue";
             }
         }
-        string[] args = ["--strategy", strategy];
+        // microbench rewrites all its memory continuously: pre-copy would iterate up to the round limit.
+        string[] args = ["--strategy", strategy, "--max-rounds", "4"];
         if (phase == "round1") args = [.. args, "--downtime-target", "0"]; // keep iterating: a second round is certain
         var (id, m) = await pair.MigrateMidRunAsync("microbench", ["--mem", "16M", "--seconds", "2", "--progress", "0.2"], args, Inject);
         Assert.True(reached.Task.IsCompleted, $"the migration never reached {side} phase {at}: {m}");
+        await restarted;
 
         // Who should have the workload now.
         var destinationWins = failure == "restart-source-agent" || (failure == "cut" && phase == "commit");

@@ -178,10 +178,12 @@ public sealed class AgentProcess : IDisposable
     /// <summary>Kill and start again on the same port with the same state dir.</summary>
     public void Restart()
     {
-        var port = new Uri(Url).Port;
         Kill();
-        Start(port);
+        StartAgain();
     }
+
+    /// <summary>After <see cref="Kill"/>: start again on the same port with the same state dir.</summary>
+    public void StartAgain() => Start(new Uri(Url).Port);
 
     public void Dispose() => Kill();
 }
