@@ -37,6 +37,14 @@ public sealed class AgentServer : IAsyncDisposable
 
     public string Url { get; private set; } = "";
 
+    /// <summary>
+    /// Buffering per migration stream at each hop (kernel socket buffers, Kestrel's request buffer, the pipe):
+    /// whatever is in flight when the guest freezes must drain before the destination is ready, so it counts
+    /// as downtime; on loopback or a data-center network this much per stream still runs at full speed.
+    /// </summary>
+    public static readonly int StreamBufferBytes =
+        int.TryParse(Environment.GetEnvironmentVariable("FERRY_STREAM_BUFFER_KB"), out var kb) && kb > 0 ? kb * 1024 : 256 * 1024;
+
     public WorkloadManager Workloads => manager;
 
     /// <summary>Builds the agent, adopts the workloads in its state dir, and starts listening on <paramref name="listen"/>.</summary>
@@ -53,7 +61,17 @@ public sealed class AgentServer : IAsyncDisposable
         {
             k.Listen(listen);
             k.Limits.MaxRequestBodySize = 1L << 30;
+            // Migration streams are piped through: buffer little, so little is in flight when a guest freezes.
+            k.Limits.MaxRequestBufferSize = StreamBufferBytes;
             k.AddServerHeader = false;
+        });
+        builder.WebHost.UseSockets(o => o.CreateBoundListenSocket = endpoint =>
+        {
+            var socket = Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets.SocketTransportOptions.CreateDefaultBoundListenSocket(endpoint);
+            // Inherited by accepted connections: bounded kernel buffering on the migration streams (see MaxRequestBufferSize).
+            socket.ReceiveBufferSize = StreamBufferBytes;
+            socket.SendBufferSize = StreamBufferBytes;
+            return socket;
         });
         builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.TypeInfoResolverChain.Insert(0, AgentJson.Default));
         var app = builder.Build();
@@ -260,7 +278,7 @@ public sealed class AgentServer : IAsyncDisposable
         }
         var socketPath = manager.DataSocketOf(id)
             ?? throw new AgentRequestException(404, $"no incoming migration {id} is waiting for streams on agent {manager.Name}");
-        var unix = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        var unix = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { SendBufferSize = StreamBufferBytes / 2, ReceiveBufferSize = StreamBufferBytes / 2 };
         try
         {
             await unix.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), ctx.RequestAborted).ConfigureAwait(false);
@@ -310,7 +328,7 @@ public sealed class AgentServer : IAsyncDisposable
 
     private static async Task CopyAsync(Stream from, Stream to, CancellationToken ct)
     {
-        var buffer = new byte[256 * 1024];
+        var buffer = new byte[64 * 1024];
         int n;
         while ((n = await from.ReadAsync(buffer, ct).ConfigureAwait(false)) > 0)
         {

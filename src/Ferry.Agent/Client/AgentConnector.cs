@@ -33,6 +33,12 @@ public sealed class AgentConnector : IMigrationConnector
     /// <summary>The migration id, once the destination has been asked to prepare.</summary>
     public Guid? MigrationId { get; private set; }
 
+    /// <summary>Diagnostics: called with each control frame written ("> State") or read ("< Ready").</summary>
+    public Action<string>? Trace { get; init; }
+
+    /// <summary>Awaited once the streams are open, before they are handed to the migration (e.g. to finish a warm-up).</summary>
+    public Func<Task>? BeforeTransfer { get; init; }
+
     /// <summary>Called with the migration id once the destination is prepared.</summary>
     public Action<Guid>? Prepared { get; init; }
 
@@ -40,6 +46,9 @@ public sealed class AgentConnector : IMigrationConnector
     public bool CommitSent { get; private set; }
 
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>SO_SNDBUF/SO_RCVBUF of each stream's socket.</summary>
+    public static int SocketBufferBytes => AgentServer.StreamBufferBytes;
 
     public async Task<Stream[]> ConnectAsync(Guid migrationId, int streams, CancellationToken ct)
     {
@@ -64,6 +73,7 @@ public sealed class AgentConnector : IMigrationConnector
         }
         var result = opening.Select(t => t.Result).ToArray();
         result[0] = new ControlObserver(result[0], this, migrationId);
+        if (BeforeTransfer is { } before) await before().ConfigureAwait(false);
         Apply(hook?.Invoke("setup", migrationId));
         return result;
     }
@@ -95,7 +105,10 @@ public sealed class AgentConnector : IMigrationConnector
 
     private async Task<Stream> OpenAsync(Guid migrationId, int index, CancellationToken ct)
     {
-        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        // Small kernel buffers keep little data in flight: when the guest is frozen, what was sent before must
+        // still drain to the destination, and that wait counts as downtime. Loopback and data-center RTTs
+        // need no more than this per stream for full speed.
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true, SendBufferSize = SocketBufferBytes, ReceiveBufferSize = SocketBufferBytes };
         lock (sockets) sockets.Add(socket);
         try
         {
@@ -213,6 +226,7 @@ public sealed class AgentConnector : IMigrationConnector
 
         private void Written(MessageType t)
         {
+            owner.Trace?.Invoke($"> {t}");
             if (t == MessageType.Commit) owner.CommitSent = true;
             var phase = t switch
             {
@@ -225,6 +239,7 @@ public sealed class AgentConnector : IMigrationConnector
 
         private void Read(MessageType t)
         {
+            owner.Trace?.Invoke($"< {t}");
             if (t == MessageType.SetupAck && owner.hook is { } h) owner.Apply(h("accepted", migrationId));
         }
 

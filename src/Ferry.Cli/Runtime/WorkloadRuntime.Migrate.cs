@@ -65,7 +65,7 @@ internal sealed partial class WorkloadRuntime
                 return;
             }
             program = p;
-            if (strategy is Strategy.PreCopy or Strategy.Hybrid || tracking == TrackingMethod.Kernel)
+            if (strategy != Strategy.StopCopy || tracking == TrackingMethod.Kernel)
             {
                 try
                 {
@@ -96,9 +96,17 @@ internal sealed partial class WorkloadRuntime
         Log($"migrating to {destination}: {MigrationNames.Name(strategy)}, {MigrationNames.Name(tracking)} tracking, {request.Streams} streams");
         await connection.EventAsync(new MigrationEvent { Event = "accepted", RequestId = requestId, MemoryBytes = MemoryBytes }).ConfigureAwait(false);
 
+        // Compile the migration's critical path while the destination is being prepared (see MigrationWarmup).
+        var warm = MigrationWarmup.Start();
         Guid? migrationId = null;
         var connector = new AgentConnector(to, spec.Id, spec.Name, request.From, hook is null ? null : (phase, id) => hook.At("source", phase, spec.Id, id.ToString()))
         {
+            Trace = Tracing ? Trace : null,
+            BeforeTransfer = async () =>
+            {
+                var took = await warm.ConfigureAwait(false);
+                if (took > TimeSpan.Zero) Trace($"warm-up done ({took.TotalMilliseconds:0} ms)");
+            },
             Prepared = id =>
             {
                 migrationId = id;
@@ -267,7 +275,11 @@ internal sealed partial class WorkloadRuntime
             {
                 var key = (p.Phase, p.Round);
                 var now = Stopwatch.GetTimestamp();
-                if (key != lastKey) Log($"migration: {p.Phase} round {p.Round}: {p.PagesPlanned} pages");
+                if (key != lastKey)
+                {
+                    Trace($"progress {p.Phase} round {p.Round}");
+                    Log($"migration: {p.Phase} round {p.Round}: {p.PagesPlanned} pages");
+                }
                 if (key == lastKey && Stopwatch.GetElapsedTime(lastSent, now) < TimeSpan.FromMilliseconds(50)) return;
                 lastKey = key;
                 lastSent = now;
