@@ -27,6 +27,7 @@ public static class CommandCatalog
             RemoteCommands.Logs(),
             RemoteCommands.Stop(),
             MigrateCommand.Create(),
+            BenchCommand.Create(),
             Runtime.RuntimeCommand.Create(),
         ];
         foreach (var command in commands)
