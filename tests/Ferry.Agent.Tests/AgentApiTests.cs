@@ -160,6 +160,27 @@ public sealed class AgentApiTests(AgentPair pair) : IClassFixture<AgentPair>
         Assert.StartsWith("HTTP/1.1 400", bad, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task The_HTTP_API_fills_in_documented_defaults()
+    {
+        using var http = new HttpClient { BaseAddress = new Uri(pair.A.Url), Timeout = TimeSpan.FromMinutes(2) };
+        var module = Convert.ToBase64String(await File.ReadAllBytesAsync(Repo.Wasm("microbench")));
+        var created = await http.PostAsync("/v1/workloads", new StringContent(
+            $"{{\"moduleBase64\":\"{module}\",\"args\":[\"--mem\",\"8M\",\"--seconds\",\"60\"]}}", Encoding.UTF8, "application/json"));
+        Assert.Equal(System.Net.HttpStatusCode.Created, created.StatusCode);
+        var w = JsonSerializer.Deserialize(await created.Content.ReadAsStringAsync(), AgentJson.Default.WorkloadInfo)!;
+        Assert.Equal("module", w.Name);
+        // Only "to": pre-copy, compiler tracking, 20 ms, 4 streams.
+        var migrate = await http.PostAsync($"/v1/workloads/{w.Id}/migrations", new StringContent($"{{\"to\":\"{pair.B.Url}\"}}", Encoding.UTF8, "application/json"));
+        var lines = (await migrate.Content.ReadAsStringAsync()).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal("accepted", JsonSerializer.Deserialize(lines[0], AgentJson.Default.MigrationEvent)!.Event);
+        var result = JsonSerializer.Deserialize(lines[^1], AgentJson.Default.MigrationEvent)!;
+        Assert.True(result.Ok, lines[^1]);
+        Assert.Equal(Migration.Protocol.Strategy.PreCopy, result.Report!.Strategy);
+        Assert.Equal(Migration.Protocol.TrackingMethod.Compiler, result.Report.Tracking);
+        Assert.Equal(0, Repo.Ferry("stop", w.Id, "--on", pair.B.Url).ExitCode);
+    }
+
     private static async Task<string> RawAsync(int port, string request)
     {
         using var client = new TcpClient();

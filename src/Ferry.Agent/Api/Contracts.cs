@@ -46,9 +46,9 @@ public sealed record WorkloadSpec
     public required string Id { get; init; }
     public required string Name { get; init; }
     /// <summary>The module's file name as the operator gave it (argv[0] of a WASI program).</summary>
-    public string ModuleName { get; init; } = "module.wasm";
-    public string[] Args { get; init; } = [];
-    public string[] Env { get; init; } = [];
+    public string ModuleName { get; set; } = "module.wasm";
+    public string[] Args { get; set; } = [];
+    public string[] Env { get; set; } = [];
     public ulong? MemoryLimitBytes { get; init; }
     public DateTimeOffset CreatedAt { get; init; }
     /// <summary>"launch" (start the module) or "incoming" (receive a migration).</summary>
@@ -146,8 +146,8 @@ public sealed record CreateWorkloadRequest
     /// <summary>The module's file name (argv[0]); defaults to "module.wasm".</summary>
     public string? ModuleName { get; init; }
     public required string ModuleBase64 { get; init; }
-    public string[] Args { get; init; } = [];
-    public string[] Env { get; init; } = [];
+    public string[] Args { get; set; } = [];
+    public string[] Env { get; set; } = [];
     public ulong? MemoryLimitBytes { get; init; }
 }
 
@@ -156,11 +156,12 @@ public sealed record MigrateRequest
 {
     /// <summary>The destination agent's URL: every byte of the migration goes through it.</summary>
     public required string To { get; init; }
-    public string Strategy { get; init; } = "precopy";
-    public string Tracking { get; init; } = "compiler";
-    public double DowntimeTargetMs { get; init; } = 20;
+    // Optional members are settable so that JSON without them keeps these defaults.
+    public string Strategy { get; set; } = "precopy";
+    public string Tracking { get; set; } = "compiler";
+    public double DowntimeTargetMs { get; set; } = 20;
     /// <summary>Parallel page streams (besides the control stream).</summary>
-    public int Streams { get; init; } = 4;
+    public int Streams { get; set; } = 4;
     public int? MaxRounds { get; init; }
     /// <summary>Chosen by the client so it can find the outcome again if it loses the source agent.</summary>
     public string? RequestId { get; init; }
@@ -175,10 +176,15 @@ public sealed record MigrationEvent
     public string? RequestId { get; init; }
     public string? MigrationId { get; init; }
     public string? Phase { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public int Round { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public long PagesSent { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public long PagesPlanned { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public long BytesSent { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public ulong MemoryBytes { get; init; }
     public bool? Ok { get; init; }
     public string? Error { get; init; }
