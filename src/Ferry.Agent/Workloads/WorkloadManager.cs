@@ -421,6 +421,13 @@ public sealed partial class WorkloadManager : IDisposable
         lock (gate) entries.TryGetValue(request.WorkloadId, out old);
         if (old is not null)
         {
+            if (Alive(old) && old.Dir.ReadStatus() is { } s && WorkloadStates.IsFinal(s.State))
+            {
+                // An earlier copy that has just finished here (it migrated away, say) may still be exiting.
+                var sw = Stopwatch.StartNew();
+                while (Alive(old) && sw.Elapsed < TimeSpan.FromSeconds(15)) await Task.Delay(20, ct).ConfigureAwait(false);
+                if (Alive(old)) await RuntimeProcesses.KillAsync(old.Pid, old.Dir, TimeSpan.FromSeconds(10)).ConfigureAwait(false);
+            }
             if (Alive(old))
             {
                 throw new AgentRequestException(409, $"workload {request.WorkloadId} already has a live runtime on agent {options.Name} ({Info(old).State})");

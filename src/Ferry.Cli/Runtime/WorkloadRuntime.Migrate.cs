@@ -198,9 +198,17 @@ internal sealed partial class WorkloadRuntime
             result = new MigrationEvent { Event = "result", RequestId = requestId, MigrationId = migrationId?.ToString(), Ok = false, Error = error, SourceResumed = resumed, WorkloadEnded = ended };
         }
         await relay.CompleteAsync().ConfigureAwait(false);
-        await connection.EventAsync(result).ConfigureAwait(false);
+        // The migration is over (a new one may start) before whoever asked hears the result; the process,
+        // if the guest left, waits until the result is out.
+        var delivered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        resultDelivered = delivered.Task;
         done.TrySetResult();
+        await connection.EventAsync(result).ConfigureAwait(false);
+        delivered.TrySetResult();
     }
+
+    /// <summary>Completes once the last migration's result has been handed to the control connection.</summary>
+    private Task resultDelivered = Task.CompletedTask;
 
     /// <summary>
     /// The acknowledgement was lost after commit: ask the destination agent, which answers "running" only if

@@ -130,6 +130,7 @@ internal sealed partial class WorkloadRuntime : IDisposable
             case GuestEndKind.Retired:
                 // Handed over: the migration reports the outcome, then this process leaves.
                 migration?.Task.Wait(TimeSpan.FromSeconds(60));
+                resultDelivered.Wait(TimeSpan.FromSeconds(15));
                 return 0;
             case GuestEndKind.Exited:
                 Update(s => s with { State = WorkloadStates.Exited, ExitCode = end.ExitCode, EndedAt = DateTimeOffset.UtcNow, MemoryBytes = MemoryBytes });
@@ -151,6 +152,7 @@ internal sealed partial class WorkloadRuntime : IDisposable
         }
         // A migration that was under way when the program ended reports that first.
         migration?.Task.Wait(TimeSpan.FromSeconds(30));
+        resultDelivered.Wait(TimeSpan.FromSeconds(15));
         return code;
     }
 
