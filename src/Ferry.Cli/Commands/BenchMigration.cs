@@ -32,9 +32,11 @@ public sealed record MigrationSample
 }
 
 /// <summary>Run-time cost of compiled write tracking on one program.</summary>
-public sealed record OverheadSample(string Workload, string[] Args, double PlainSeconds, double TrackedSeconds, string? Error = null)
+/// <remarks>Seconds are CPU time of the process (this machine is shared: wall time swings with other load); wall-clock medians are kept alongside.</remarks>
+public sealed record OverheadSample(string Workload, string[] Args, double PlainSeconds, double TrackedSeconds, double PlainWallSeconds = 0, double TrackedWallSeconds = 0, string? Error = null)
 {
     public double TrackingOverhead => TrackedSeconds / PlainSeconds - 1;
+    public double WallOverhead => PlainWallSeconds > 0 ? TrackedWallSeconds / PlainWallSeconds - 1 : 0;
 }
 
 public sealed record BenchResults(string Machine, string Command, DateTimeOffset Date, List<MigrationSample> Migrations, List<OverheadSample> Overhead);
@@ -58,6 +60,8 @@ public static class BenchMigration
         public required string Strategies { get; init; }
         public required string Tracking { get; init; }
         public bool Overhead { get; init; }
+        /// <summary>Skip the migration grid (keep the last run's, from benchmarks-migration.json).</summary>
+        public bool OverheadOnly { get; init; }
         public string? Docs { get; init; }
         public bool Json { get; init; }
         public required string CommandLine { get; init; }
@@ -97,6 +101,17 @@ public static class BenchMigration
         Directory.CreateDirectory(docs);
 
         var results = new BenchResults(Machine(), o.CommandLine, DateTimeOffset.UtcNow, [], []);
+        var saved = Path.Combine(docs, "benchmarks-migration.json");
+        if (o.OverheadOnly)
+        {
+            if (!File.Exists(saved) || JsonSerializer.Deserialize(File.ReadAllText(saved), BenchJson.Default.BenchResults) is not { } previous)
+            {
+                Console.Error.WriteLine($"ferry bench: --overhead-only needs an earlier run's {saved}");
+                return ExitCodes.Failure;
+            }
+            results = previous with { Overhead = [] };
+            workloads = [];
+        }
         foreach (var w in workloads)
         {
             try
@@ -131,13 +146,14 @@ public static class BenchMigration
                 catch (Exception e) when (e is InvalidOperationException or Wasm.WasmException)
                 {
                     Say($"overhead {w}: not measured: {e.Message}");
-                    results.Overhead.Add(new OverheadSample(w, [], 0, 0, e.Message));
+                    results.Overhead.Add(new OverheadSample(w, [], 0, 0, Error: e.Message));
                 }
                 Write(docs, results);
             }
         }
         Write(docs, results);
-        AppendSummary(Path.Combine(docs, "benchmarks.md"), results);
+        File.WriteAllText(saved, JsonSerializer.Serialize(results, BenchJson.Default.BenchResults));
+        if (!o.OverheadOnly) AppendSummary(Path.Combine(docs, "benchmarks.md"), results);
         if (o.Json) Console.WriteLine(JsonSerializer.Serialize(results, BenchJson.Default.BenchResults));
         Say($"wrote {Path.Combine(docs, "benchmarks-migration.md")} and {Path.Combine(docs, "migration-downtime.svg")}");
         return ExitCodes.Ok;
@@ -225,34 +241,36 @@ public static class BenchMigration
         var wasm = LocalAgents.EnsureWorkload(repo, workload);
         var module = Wasm.Binary.ModuleDecoder.Decode(File.ReadAllBytes(wasm));
         Wasm.Validation.ModuleValidator.Validate(module);
-        // Calibrate: how many operations take about 1.5 s here (uninstrumented)?
-        var (_, probe) = RunOnce(module, workload, ["--mem", "64M", "--seconds", "1.5", "--progress", "0", .. FlagsFor(workload)], CompileOptions.Default);
+        // Calibrate: how many operations take about 1.5 s here (uninstrumented; microbench unthrottled)?
+        var (_, _, probe) = RunOnce(module, workload, ["--mem", "64M", "--seconds", "1.5", "--progress", "0"], CompileOptions.Default);
         var ops = LocalAgents.OpsOf(probe) ?? 100000;
-        string[] args = ["--mem", "64M", "--ops", ops.ToString(CultureInfo.InvariantCulture), "--progress", "0", .. FlagsFor(workload)];
+        string[] args = ["--mem", "64M", "--ops", ops.ToString(CultureInfo.InvariantCulture), "--progress", "0"];
         var configs = new[]
         {
             CompileOptions.Default,
             CompileOptions.Default with { DirtyTracking = true },
         };
         var times = configs.Select(_ => new List<double>()).ToArray();
+        var walls = configs.Select(_ => new List<double>()).ToArray();
         string? expected = null;
         for (var rep = 0; rep < 5; rep++)
         {
             for (var c = 0; c < configs.Length; c++)
             {
-                var (seconds, output) = RunOnce(module, workload, args, configs[c]);
+                var (cpu, wall, output) = RunOnce(module, workload, args, configs[c]);
                 expected ??= output;
                 if (output != expected) throw new InvalidOperationException($"{workload}: different output with {configs[c]}");
-                times[c].Add(seconds);
+                times[c].Add(cpu);
+                walls[c].Add(wall);
             }
         }
         double Median(List<double> xs) => xs.Order().ElementAt(xs.Count / 2);
-        var sample = new OverheadSample(workload, args, Median(times[0]), Median(times[1]));
-        Say(string.Create(CultureInfo.InvariantCulture, $"overhead {workload}: {sample.PlainSeconds:0.000} s plain, {sample.TrackedSeconds:0.000} s tracked ({sample.TrackingOverhead:+0.0%;-0.0%})"));
+        var sample = new OverheadSample(workload, args, Median(times[0]), Median(times[1]), Median(walls[0]), Median(walls[1]));
+        Say(string.Create(CultureInfo.InvariantCulture, $"overhead {workload}: CPU {sample.PlainSeconds:0.000} s plain, {sample.TrackedSeconds:0.000} s tracked ({sample.TrackingOverhead:+0.0%;-0.0%}); wall {sample.WallOverhead:+0.0%;-0.0%}"));
         return sample;
     }
 
-    private static (double Seconds, string Output) RunOnce(Wasm.Module module, string name, string[] args, CompileOptions compile)
+    private static (double CpuSeconds, double WallSeconds, string Output) RunOnce(Wasm.Module module, string name, string[] args, CompileOptions compile)
     {
         var stdout = new MemoryStream();
         var options = new WasiOptions
@@ -263,12 +281,16 @@ public static class BenchMigration
             Stderr = WasiStdio.FromStream(Stream.Null),
         };
         using var program = GuestProgram.Create(module, WasiEnvironment.Create(options), compile, InstanceOptions.Default);
+        using var self = Process.GetCurrentProcess();
+        var cpu0 = self.TotalProcessorTime;
         var sw = Stopwatch.StartNew();
         program.Start();
         var end = program.Completion.GetAwaiter().GetResult();
-        var seconds = sw.Elapsed.TotalSeconds;
+        var wall = sw.Elapsed.TotalSeconds;
+        self.Refresh();
+        var cpu = (self.TotalProcessorTime - cpu0).TotalSeconds;
         if (end.Kind != GuestEndKind.Exited || end.ExitCode != 0) throw new InvalidOperationException($"{name} {string.Join(' ', args)}: {end.Kind} {end.ExitCode} {end.Message}");
-        return (seconds, Encoding.UTF8.GetString(stdout.ToArray()));
+        return (cpu, wall, Encoding.UTF8.GetString(stdout.ToArray()));
     }
 
     private static string Machine()
