@@ -196,9 +196,9 @@ public sealed class AgentApiTests(AgentPair pair) : IClassFixture<AgentPair>
     [Fact]
     public async Task A_workload_migrates_there_and_back_under_the_same_id()
     {
-        var (id, there) = await pair.MigrateMidRunAsync("btree", ["--mem", "16M", "--seconds", "6", "--progress", "0.2"], ["--strategy", "stopcopy"]);
+        var (id, there) = await pair.MigrateMidRunAsync("btree", ["--mem", "16M", "--seconds", "10", "--progress", "0.2"], ["--strategy", "stopcopy"]);
         Assert.True(there.ExitCode == 0, there.ToString());
-        var back = Repo.Ferry("migrate", id, "--from", pair.B.Url, "--to", pair.A.Url, "--strategy", "precopy", "--json");
+        var back = Repo.Ferry("migrate", id, "--from", pair.B.Url, "--to", pair.A.Url, "--strategy", "precopy", "--max-rounds", "2", "--json");
         Assert.True(back.ExitCode == 0, back.ToString());
         var output = await pair.WaitForEndAsync(pair.A, id);
         Assert.Equal(Repo.NativeReference("btree", "16M", Repo.OpsOf(output)), output);

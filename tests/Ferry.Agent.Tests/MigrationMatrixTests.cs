@@ -19,8 +19,8 @@ public abstract class MigrationMatrix(AgentPair pair)
     protected async Task MigrateMidRun(string workload, string strategy)
     {
         // A program that rewrites its whole memory faster than it can be copied (microbench) never converges:
-        // pre-copy then stops at the round limit; keep that short enough for the program's 2 s.
-        var (id, m) = await pair.MigrateMidRunAsync(workload, ["--mem", "16M", "--seconds", "2", "--progress", "0.2"], ["--strategy", strategy, "--max-rounds", "4"]);
+        // pre-copy then stops at the round limit; keep that short enough for the program's 3 s.
+        var (id, m) = await pair.MigrateMidRunAsync(workload, ["--mem", "16M", "--seconds", "3", "--progress", "0.2"], ["--strategy", strategy, "--max-rounds", "3"]);
         Assert.True(m.ExitCode == 0, $"migrate failed: {m}\nsource log:\n{Tail(pair, pair.A, id)}\ndestination log:\n{Tail(pair, pair.B, id)}");
         Assert.Contains(pair.Hook.Events, e => e.Workload == id && e.Phase == "accepted");
         using (var doc = JsonDocument.Parse(m.Stdout))

@@ -336,7 +336,8 @@ public sealed partial class WorkloadManager : IDisposable
             Args = e.Spec.Args,
             MigratedTo = status?.MigratedTo,
             MigratedFrom = status?.MigratedFrom,
-            Migrating = state == WorkloadStates.Migrating ? status?.Migrating : null,
+            // Set by the runtime while it migrates (even if the program ends meanwhile), cleared with the outcome.
+            Migrating = alive ? status?.Migrating : null,
             LastMigration = status?.LastMigration,
         };
     }

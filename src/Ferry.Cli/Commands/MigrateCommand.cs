@@ -188,6 +188,8 @@ public static class MigrateCommand
                     Report = last.Report,
                 };
             }
+            // Not ours in progress, not ours finished: the request never reached the runtime (once it has, the
+            // runtime records it as in progress before anything else, and as finished when it is over).
             if (w.Migrating?.RequestId != requestId)
             {
                 return new MigrationEvent
