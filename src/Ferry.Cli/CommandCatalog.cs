@@ -23,6 +23,13 @@ public static class CommandCatalog
             SnapshotCommand.Create(),
             SpecTestCommand.Create(),
             CpuCommand.Create(),
+            AgentCommand.Create(),
+            RemoteCommands.Ps(),
+            RemoteCommands.Logs(),
+            RemoteCommands.Stop(),
+            MigrateCommand.Create(),
+            BenchCommand.Create(),
+            Runtime.RuntimeCommand.Create(),
         ];
         foreach (var command in commands)
         {

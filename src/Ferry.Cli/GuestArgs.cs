@@ -9,7 +9,7 @@ public static class GuestArgs
     /// <summary>Options of the commands below that take a value (so their values are not mistaken for the module path).</summary>
     private static readonly HashSet<string> OptionsWithValue = new(StringComparer.Ordinal)
     {
-        "--invoke", "--mem-max", "--dir", "--env", "--snapshot", "--checkpoint-after", "--on", "--tracking", "--strategy",
+        "--invoke", "--mem-max", "--dir", "--env", "--snapshot", "--checkpoint-after", "--on", "--tracking", "--strategy", "--name",
     };
 
     private static readonly HashSet<string> Commands = new(StringComparer.Ordinal) { "run" };

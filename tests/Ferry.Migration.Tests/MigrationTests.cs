@@ -50,7 +50,7 @@ public class MigrationTests
             return new EnclaveDestination(Wat.Load(module.ToArray()),
                 CompileOptions.Default with { PresenceChecks = postCopy && !kernel, FullyInterruptible = kernel }, InstanceOptions.Default,
                 _ => DestinationEnv = new GateEnvironment(open: true), new PlainRecordProtector(), setup.Streams,
-                kernelPostCopy: kernel, sourceMemoryBytes: setup.MemoryBytes);
+                kernelPostCopy: kernel);
         });
 
         public void Dispose() => Listener.Dispose();

@@ -1,3 +1,4 @@
+using Ferry.Wasm.Compilation;
 using Ferry.Wasm.SpecTests;
 
 namespace Ferry.Wasm.Tests;
@@ -38,17 +39,42 @@ public class SpecSuiteTests
     [MemberData(nameof(Memory64Files))]
     public void Memory64(string file) => Run(Path.Combine(TestPaths.SpecSuite, "proposals", "memory64", file), memory64: true);
 
+    /// <summary>
+    /// The spec files that exercise loads and stores, compiled the way a kernel post-copy destination compiles
+    /// (fully interruptible, accesses inline rather than through helpers) and with write tracking on.
+    /// </summary>
+    public static TheoryData<string> MemoryFiles()
+    {
+        var data = new TheoryData<string>();
+        foreach (var f in Directory.GetFiles(Path.Combine(TestPaths.SpecSuite, "core"), "*.wast").Order(StringComparer.Ordinal))
+        {
+            var name = Path.GetFileName(f);
+            if (name.StartsWith("memory", StringComparison.Ordinal) || name.StartsWith("simd_load", StringComparison.Ordinal)
+                || name.StartsWith("simd_store", StringComparison.Ordinal) || name is "address.wast" or "float_memory.wast" or "endianness.wast" or "align.wast")
+            {
+                data.Add(name);
+            }
+        }
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(MemoryFiles))]
+    public void Memory_accesses_fully_interruptible(string file) =>
+        Run(Path.Combine(TestPaths.SpecSuite, "core", file), memory64: false,
+            CompileOptions.Default with { Collectible = true, FullyInterruptible = true, DirtyTracking = true });
+
     [Fact]
     public void Suite_is_complete()
     {
         Assert.Equal(146, Directory.GetFiles(Path.Combine(TestPaths.SpecSuite, "core"), "*.wast").Length);
     }
 
-    private static void Run(string wast, bool memory64)
+    private static void Run(string wast, bool memory64, CompileOptions? options = null)
     {
         using var dir = new TestPaths.TempDir();
         var json = SpecTestRunner.Convert(wast, dir.Path, memory64);
-        var result = new SpecTestRunner().RunJson(json);
+        var result = new SpecTestRunner(options).RunJson(json);
         var failures = result.Failures
             .Where(f => !(memory64 && KnownConflicts.ContainsKey((Path.GetFileName(wast), f.Line))))
             .Select(f => $"{f.File}:{f.Line} {f.Command}: {f.Reason}")

@@ -37,9 +37,11 @@ public static class RunCommand
         };
         var snapshot = new Option<string?>("--snapshot") { Description = "Checkpoint to this file when --checkpoint-after elapses or on SIGUSR1, then exit 0" };
         var checkpointAfter = new Option<string?>("--checkpoint-after") { Description = "Checkpoint after this long, e.g. 500ms or 2s (needs --snapshot)" };
+        var on = new Option<string?>("--on") { Description = "Run it on this agent (http://HOST:PORT) as a migratable workload; prints its id" };
+        var name = new Option<string?>("--name") { Description = "With --on: the workload's name (default: the module's file name)" };
         var command = new Command("run", "Run a WebAssembly module (its _start, or --invoke an export)")
         {
-            module, guestArgs, invoke, memMax, dirs, envs, snapshot, checkpointAfter,
+            module, guestArgs, invoke, memMax, dirs, envs, snapshot, checkpointAfter, on, name,
         };
         command.SetAction(parse =>
         {
@@ -93,6 +95,20 @@ public static class RunCommand
                 }
                 limit = bytes;
             }
+            if (parse.GetValue(on) is { } agent)
+            {
+                if (preopens.Count > 0 || parse.GetValue(invoke) is not null || parse.GetValue(snapshot) is not null)
+                {
+                    Console.Error.WriteLine("ferry run: --on runs the program's _start on an agent; --dir, --invoke and --snapshot do not apply");
+                    return ExitCodes.Usage;
+                }
+                return Remote(agent, modulePath, parse.GetValue(guestArgs) ?? [], limit, env, parse.GetValue(name));
+            }
+            if (parse.GetValue(name) is not null)
+            {
+                Console.Error.WriteLine("ferry run: --name goes with --on");
+                return ExitCodes.Usage;
+            }
             var snapshotPath = parse.GetValue(snapshot);
             TimeSpan? after = null;
             if (parse.GetValue(checkpointAfter) is { } afterText)
@@ -122,6 +138,9 @@ public static class RunCommand
         });
         return command;
     }
+
+    private static int Remote(string agent, string modulePath, string[] args, ulong? limit, List<string> env, string? name) =>
+        RemoteCommands.Run(agent, modulePath, args, limit, env, name);
 
     /// <summary>Parses HOST or HOST::GUEST (the guest name defaults to HOST as written, like wasmtime).</summary>
     public static bool TryParseDir(string text, out WasiPreopen preopen, out string why)

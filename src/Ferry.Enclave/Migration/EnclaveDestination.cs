@@ -31,15 +31,16 @@ public sealed class EnclaveDestination : IDisposable
     private FrameRecord[]? frames;
     private long pagesApplied;
     private PostCopyPages? postCopy;
-    private readonly KernelPostCopy? kernel;
+    private KernelPostCopy? kernel;
+    private readonly bool kernelPostCopy;
 
     /// <param name="kernelPostCopy">
-    /// Serve post-copy with userfaultfd: <paramref name="sourceMemoryBytes"/> (the source's memory size when the
-    /// migration began) is registered before any page lands; compiled code must be fully interruptible.
+    /// Serve post-copy with userfaultfd: the memory is registered (missing mode) when the state arrives, at its final
+    /// size; compiled code must be fully interruptible.
     /// </param>
     public EnclaveDestination(Module module, CompileOptions compile, InstanceOptions instanceOptions,
         Func<byte[], IGuestEnvironment> environmentFactory, IRecordProtector protector, int streams,
-        bool kernelPostCopy = false, ulong sourceMemoryBytes = 0)
+        bool kernelPostCopy = false)
     {
         this.module = module;
         this.instanceOptions = instanceOptions;
@@ -58,8 +59,9 @@ public sealed class EnclaveDestination : IDisposable
         {
             if (memory is null) throw new InvalidOperationException("post-copy of a module without memory");
             if (!compile.FullyInterruptible) throw new InvalidOperationException("kernel post-copy needs code compiled fully interruptible");
-            EnsureSize(sourceMemoryBytes);
-            kernel = new KernelPostCopy(memory);
+            // Registered when the state arrives: only then is the memory's final size known (the guest may grow it
+            // between the setup and the freeze), and the pages earlier rounds wrote are simply already populated.
+            this.kernelPostCopy = true;
         }
     }
 
@@ -201,9 +203,13 @@ public sealed class EnclaveDestination : IDisposable
         frames = StateCodec.ResolveFrames(state.Frames, instance);
         if (state.PendingPages is { } pending)
         {
-            if (kernel is not null)
+            if (kernelPostCopy)
             {
-                lock (gate) kernel.BeginPostCopy(pending, pageRequester);
+                lock (gate)
+                {
+                    kernel = new KernelPostCopy(memory!, pending);
+                    kernel.BeginPostCopy(pending, pageRequester);
+                }
             }
             else
             {

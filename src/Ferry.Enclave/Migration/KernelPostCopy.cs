@@ -20,10 +20,24 @@ public sealed class KernelPostCopy : IPageSource, IMissingPageHandler, IDisposab
     private long missing;
     private volatile bool running;
 
-    public KernelPostCopy(LinearMemory memory)
+    /// <summary>
+    /// Registers <paramref name="memory"/> (at its final size) for missing-page faults. Pages earlier rounds wrote
+    /// stay as they are, except those in <paramref name="pendingBitmap"/>, which are discarded first: a newer copy is
+    /// on its way and the guest must fault on them until it lands.
+    /// </summary>
+    public unsafe KernelPostCopy(LinearMemory memory, byte[] pendingBitmap)
     {
         this.memory = memory;
-        server = new MissingPageServer(memory, this);
+        var pages = (long)(memory.Size >> 12);
+        for (long p = 0; p < pages && (p >> 3) < pendingBitmap.Length; p++)
+        {
+            if ((pendingBitmap[p >> 3] & (1 << (int)(p & 7))) == 0) continue;
+            if (Native.madvise((nint)(memory.Base + p * 4096), 4096, Native.MADV_DONTNEED) != 0)
+            {
+                throw new TrackingException($"madvise(MADV_DONTNEED) of page {p}", Native.Errno);
+            }
+        }
+        server = new MissingPageServer(memory, this, allowTouched: true);
     }
 
     public Task Completion => complete.Task;

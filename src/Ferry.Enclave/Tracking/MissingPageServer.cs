@@ -54,6 +54,17 @@ public sealed unsafe class MissingPageServer : IDisposable
     /// <exception cref="TrackingUnavailableException">userfaultfd cannot be used here; the message says why.</exception>
     /// <exception cref="InvalidOperationException">Pages of the destination were already touched.</exception>
     public MissingPageServer(LinearMemory destination, IPageSource source)
+        : this(destination, source, allowTouched: false)
+    {
+    }
+
+    /// <summary>
+    /// Like the public constructor; with <paramref name="allowTouched"/> pages already populated are accepted: they
+    /// never fault, count as missing in <see cref="Present"/> until an install finds them (EEXIST), and must not be
+    /// passed to <see cref="Evict"/> (discard them before registering instead). Used when earlier rounds filled part
+    /// of the memory before the final size was known (hybrid migration).
+    /// </summary>
+    internal MissingPageServer(LinearMemory destination, IPageSource source, bool allowTouched)
     {
         ArgumentNullException.ThrowIfNull(destination);
         ArgumentNullException.ThrowIfNull(source);
@@ -69,7 +80,7 @@ public sealed unsafe class MissingPageServer : IDisposable
         length = destination.Size;
         present = PresentPageMap.ForMemory(destination);
 
-        if (UserfaultfdSupport.Current.PagemapScan)
+        if (!allowTouched && UserfaultfdSupport.Current.PagemapScan)
         {
             var touched = CountPresentPages(start, length);
             if (touched > 0)

@@ -319,6 +319,11 @@ internal sealed partial class FunctionCompiler
             return;
         }
         var m64 = layout.Memory64;
+        if (layout.Options.FullyInterruptible)
+        {
+            EmitInlineMemoryAccess(info, op, ins.MemOffset, isStore);
+            return;
+        }
         if (!isStore)
         {
             Prepare(1);
@@ -343,6 +348,70 @@ internal sealed partial class FunctionCompiler
         Pop(2);
     }
 
+    /// <summary>
+    /// Loads and stores for code that must stay suspendable while a guest access waits in a kernel page fault
+    /// (userfaultfd post-copy): the access itself is an <c>ldind</c>/<c>stind</c> in the fully interruptible
+    /// compiled method, never inside a helper the JIT may not inline (Tier 0 inlines nothing), where a thread
+    /// blocked in the fault could not be suspended for a garbage collection.
+    /// </summary>
+    private void EmitInlineMemoryAccess(OpInfo info, int op, ulong memOffset, bool isStore)
+    {
+        if (!isStore)
+        {
+            Prepare(1);
+            var (type, widen) = LoadShape(op);
+            EmitAddress(memOffset, info.AccessSize, false);
+            il.Emit(OpCodes.Unaligned, (byte)1);
+            il.Emit(LoadIndirect(type));
+            if (widen is { } w) il.Emit(w);
+            Pop(1);
+            Push(info.Pushes![0]);
+            return;
+        }
+        Prepare(2);
+        var (storeType, narrow) = StoreShape(op);
+        if (narrow) il.Emit(OpCodes.Conv_I4);
+        var value = Scratch(narrow ? ValueType.I32 : ValueTypeOf(storeType));
+        il.Emit(OpCodes.Stloc, value);
+        EmitAddress(memOffset, info.AccessSize, true);
+        il.Emit(OpCodes.Ldloc, value);
+        il.Emit(OpCodes.Unaligned, (byte)1);
+        il.Emit(StoreIndirect(storeType));
+        Pop(2);
+    }
+
+    private static OpCode LoadIndirect(Type t) =>
+        t == typeof(int) ? OpCodes.Ldind_I4 : t == typeof(long) ? OpCodes.Ldind_I8 : t == typeof(float) ? OpCodes.Ldind_R4
+        : t == typeof(double) ? OpCodes.Ldind_R8 : t == typeof(sbyte) ? OpCodes.Ldind_I1 : t == typeof(byte) ? OpCodes.Ldind_U1
+        : t == typeof(short) ? OpCodes.Ldind_I2 : t == typeof(ushort) ? OpCodes.Ldind_U2 : t == typeof(uint) ? OpCodes.Ldind_U4
+        : throw new InvalidOperationException($"no indirect load for {t}");
+
+    private static OpCode StoreIndirect(Type t) =>
+        t == typeof(int) ? OpCodes.Stind_I4 : t == typeof(long) ? OpCodes.Stind_I8 : t == typeof(float) ? OpCodes.Stind_R4
+        : t == typeof(double) ? OpCodes.Stind_R8 : t == typeof(byte) ? OpCodes.Stind_I1 : t == typeof(ushort) ? OpCodes.Stind_I2
+        : throw new InvalidOperationException($"no indirect store for {t}");
+
+    private static ValueType ValueTypeOf(Type t) =>
+        t == typeof(long) ? ValueType.I64 : t == typeof(float) ? ValueType.F32 : t == typeof(double) ? ValueType.F64 : ValueType.I32;
+
+    /// <summary>
+    /// Fully interruptible code: touches the first and last byte of a SIMD access inline, so that a page fault
+    /// happens here rather than in the helper that then does the access (see <see cref="EmitInlineMemoryAccess"/>).
+    /// Expects the pointer on the stack and leaves it there.
+    /// </summary>
+    private void EmitTouch(int size)
+    {
+        if (!layout.Options.FullyInterruptible) return;
+        il.Emit(OpCodes.Dup);
+        il.Emit(OpCodes.Ldind_U1);
+        il.Emit(OpCodes.Pop);
+        il.Emit(OpCodes.Dup);
+        il.Emit(OpCodes.Ldc_I4, size - 1);
+        il.Emit(OpCodes.Add);
+        il.Emit(OpCodes.Ldind_U1);
+        il.Emit(OpCodes.Pop);
+    }
+
     private void EmitSimdMemoryAccess(OpInfo info, in Instruction ins, bool isStore)
     {
         var helper = SimdMethods[ins.Opcode];
@@ -352,6 +421,7 @@ internal sealed partial class FunctionCompiler
             var v = Scratch(ValueType.V128);
             il.Emit(OpCodes.Stloc, v);
             EmitAddress(ins.MemOffset, info.AccessSize, isStore);
+            EmitTouch(info.AccessSize);
             il.Emit(OpCodes.Ldloc, v);
             il.Emit(OpCodes.Ldc_I4, (int)ins.Lane);
             EmitCallTo(helper);
@@ -365,6 +435,7 @@ internal sealed partial class FunctionCompiler
             var v = Scratch(ValueType.V128);
             il.Emit(OpCodes.Stloc, v);
             EmitAddress(ins.MemOffset, info.AccessSize, true);
+            EmitTouch(info.AccessSize);
             il.Emit(OpCodes.Ldloc, v);
             EmitCallTo(helper);
             Pop(2);
@@ -372,6 +443,7 @@ internal sealed partial class FunctionCompiler
         }
         Prepare(1);
         EmitAddress(ins.MemOffset, info.AccessSize, false);
+        EmitTouch(info.AccessSize);
         EmitCallTo(helper);
         Pop(1);
         Push(ValueType.V128);

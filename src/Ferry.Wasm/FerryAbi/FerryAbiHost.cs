@@ -72,6 +72,8 @@ public sealed unsafe class FerryAbiHost
     {
         var m = memory ?? throw new InvalidOperationException("ferry-ABI function called before Bind");
         if (address < 0 || length < 0 || (ulong)address > m.Size || (ulong)length > m.Size - (ulong)address) return null;
+        // During post-copy the bytes may still be on the source: wait for them (see LinearMemory.Presence).
+        if (length > 0) m.Presence?.EnsurePresent((ulong)address, (ulong)length);
         return m.Base + address;
     }
 

@@ -80,7 +80,10 @@ public sealed unsafe partial class WasiHost
     {
         var m = Mem;
         var end = (ulong)(uint)offset + (ulong)length;
-        return length >= 0 && end <= m.Size ? m.Base + (uint)offset : null;
+        if (length < 0 || end > m.Size) return null;
+        // During post-copy the bytes may still be on the source: wait for them (see LinearMemory.Presence).
+        if (length > 0 && m.Presence is { } presence) presence.EnsurePresent((uint)offset, (ulong)length);
+        return m.Base + (uint)offset;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

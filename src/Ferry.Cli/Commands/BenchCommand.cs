@@ -1,0 +1,40 @@
+using System.CommandLine;
+
+namespace Ferry.Cli.Commands;
+
+/// <summary>`ferry bench …`: measurements that write their tables and plots to docs/.</summary>
+public static class BenchCommand
+{
+    public static Command Create()
+    {
+        var sizes = new Option<string>("--sizes") { Description = "Memory sizes, comma-separated", DefaultValueFactory = _ => "256M,1G,3G" };
+        var workloads = new Option<string>("--workloads")
+        {
+            Description = "Suite programs, comma-separated (microbench runs at --rate 1000: a low write rate)",
+            DefaultValueFactory = _ => "microbench,kvstore",
+        };
+        var strategies = new Option<string>("--strategies") { Description = "Strategies, comma-separated", DefaultValueFactory = _ => "stopcopy,precopy,postcopy,hybrid" };
+        var tracking = new Option<string>("--tracking") { Description = "Tracking methods, comma-separated", DefaultValueFactory = _ => "compiler,kernel" };
+        var overhead = new Option<bool>("--overhead") { Description = "Also measure the run-time cost of compiler tracking on the whole suite", DefaultValueFactory = _ => true };
+        var overheadOnly = new Option<bool>("--overhead-only") { Description = "Measure only the tracking overhead (keep the last run's migrations)" };
+        var docs = new Option<string?>("--docs") { Description = "Where to write benchmarks-migration.md and the plot (default: the repository's docs/)" };
+        var json = new Option<bool>("--json") { Description = "Print every measurement as JSON on stdout" };
+        var migration = new Command("migration", "Downtime and total time of every strategy × tracking method at several sizes; tracking overhead")
+        {
+            sizes, workloads, strategies, tracking, overhead, overheadOnly, docs, json,
+        };
+        migration.SetAction((parse, ct) => BenchMigration.RunAsync(new BenchMigration.Options
+        {
+            Sizes = parse.GetValue(sizes)!,
+            Workloads = parse.GetValue(workloads)!,
+            Strategies = parse.GetValue(strategies)!,
+            Tracking = parse.GetValue(tracking)!,
+            Overhead = parse.GetValue(overhead) || parse.GetValue(overheadOnly),
+            OverheadOnly = parse.GetValue(overheadOnly),
+            Docs = parse.GetValue(docs),
+            Json = parse.GetValue(json),
+            CommandLine = "ferry " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1)),
+        }, ct));
+        return new Command("bench", "Benchmarks (results go to docs/)") { migration };
+    }
+}

@@ -1,0 +1,108 @@
+using System.Diagnostics;
+using System.Net;
+using System.Security.Cryptography;
+using Ferry.Enclave.Migration;
+using Ferry.Enclave.Runtime;
+using Ferry.Migration.Protocol;
+using Ferry.Migration.Strategies;
+using Ferry.Migration.Transport;
+using Ferry.Wasm.Compilation;
+using Ferry.Wasm.Runtime;
+using Ferry.Wasm.Wasi;
+
+namespace Ferry.Cli.Runtime;
+
+/// <summary>
+/// Runs a tiny migration inside this process (a 128 KiB WASI guest, over loopback TCP, pre-copy then
+/// post-copy) so that the code on a real migration's critical path is already compiled by the JIT when the
+/// real guest is frozen. A fresh runtime process otherwise spends most of its first downtime compiling
+/// .NET methods (measured: 89 ms cold against 13 ms warm for the same 64 MiB post-copy).
+/// The destination runtime starts it as soon as it is up (it overlaps the transfer); the source starts it
+/// with the migration request (it overlaps preparing the destination) and waits for it before any page moves.
+/// </summary>
+public static class MigrationWarmup
+{
+    /// <summary>
+    /// (module (import "wasi_snapshot_preview1" "sched_yield" …) (memory 2) (func (export "_start") (local $i i32)
+    /// (loop: store $i at ($i·4100) mod 128 KiB; $i++; sched_yield; br))) — writes pages, calls WASI, never ends.
+    /// </summary>
+    private static readonly byte[] Module =
+    [
+        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x02, 0x60, 0x00, 0x01, 0x7f, 0x60, 0x00, 0x00, 0x02, 0x26,
+        0x01, 0x16, 0x77, 0x61, 0x73, 0x69, 0x5f, 0x73, 0x6e, 0x61, 0x70, 0x73, 0x68, 0x6f, 0x74, 0x5f, 0x70, 0x72, 0x65, 0x76,
+        0x69, 0x65, 0x77, 0x31, 0x0b, 0x73, 0x63, 0x68, 0x65, 0x64, 0x5f, 0x79, 0x69, 0x65, 0x6c, 0x64, 0x00, 0x00, 0x03, 0x02,
+        0x01, 0x01, 0x05, 0x03, 0x01, 0x00, 0x02, 0x07, 0x0a, 0x01, 0x06, 0x5f, 0x73, 0x74, 0x61, 0x72, 0x74, 0x00, 0x01, 0x0a,
+        0x25, 0x01, 0x23, 0x01, 0x01, 0x7f, 0x03, 0x40, 0x20, 0x00, 0x41, 0x84, 0x20, 0x6c, 0x41, 0xfc, 0xff, 0x07, 0x71, 0x20,
+        0x00, 0x36, 0x02, 0x00, 0x20, 0x00, 0x41, 0x01, 0x6a, 0x21, 0x00, 0x10, 0x00, 0x1a, 0x0c, 0x00, 0x0b, 0x0b,
+    ];
+
+    private static readonly Lazy<Task<TimeSpan>> Once = new(() => Task.Run(RunAllAsync));
+
+    /// <summary>Starts the warm-up (once per process); completes with how long it took, never fails.</summary>
+    public static Task<TimeSpan> Start() => Once.Value;
+
+    private static async Task<TimeSpan> RunAllAsync()
+    {
+        var sw = Stopwatch.StartNew();
+        try
+        {
+            await MigrateAsync(Strategy.PreCopy).ConfigureAwait(false);
+            await MigrateAsync(Strategy.PostCopy).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            // Only a missed optimisation: the real migration compiles what it needs as it goes.
+            Console.Error.WriteLine($"[ferry-runtime] migration warm-up failed (harmless): {e.GetType().Name}: {e.Message}");
+        }
+        return sw.Elapsed;
+    }
+
+    private static async Task MigrateAsync(Strategy strategy)
+    {
+        var module = Wasm.Binary.ModuleDecoder.Decode(Module);
+        Wasm.Validation.ModuleValidator.Validate(module);
+        var quiet = new WasiOptions { Args = ["warmup"], Stdin = WasiStdio.FromStream(Stream.Null), Stdout = WasiStdio.FromStream(Stream.Null), Stderr = WasiStdio.FromStream(Stream.Null) };
+        using var program = GuestProgram.Create(module, WasiEnvironment.Create(quiet), CompileOptions.Default with { DirtyTracking = true }, InstanceOptions.Default);
+        program.Start();
+        using var listener = new TcpStreamListener(IPAddress.Loopback);
+        var options = new MigrationOptions { Strategy = strategy, Streams = 2, PeerTimeout = TimeSpan.FromSeconds(20), FreezeTimeout = TimeSpan.FromSeconds(5) };
+        var destination = new DestinationMigration((setup, bytes) => new EnclaveDestination(
+                Wasm.Binary.ModuleDecoder.Decode(bytes.ToArray()),
+                CompileOptions.Default with { DirtyTracking = true, PresenceChecks = setup.Strategy is Strategy.PostCopy or Strategy.Hybrid },
+                InstanceOptions.Default, state => WasiEnvironment.Restore(state, quiet), new PlainRecordProtector(), setup.Streams),
+            null, TimeSpan.FromSeconds(20));
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var arriving = Task.Run(async () => await destination.RunAsync(await listener.AcceptAsync(options.Streams + 1, cts.Token).ConfigureAwait(false), cts.Token).ConfigureAwait(false));
+        var source = new SourceMigration(new EnclaveSource(program, new PlainRecordProtector(), options.Streams + 1),
+            () => new Ferry.Enclave.Tracking.CompilerDirtyTracker(program.Instance.State), options);
+        var setup = new WorkloadSetup
+        {
+            MigrationId = "",
+            WorkloadId = "warmup",
+            Name = "warmup",
+            ModuleSha256 = Convert.ToHexStringLower(SHA256.HashData(Module)),
+            ModuleBytes = Module.Length,
+            Strategy = strategy,
+            Tracking = TrackingMethod.Compiler,
+            Streams = 0,
+            MemoryBytes = 0,
+        };
+        await source.RunAsync(new TcpConnector(listener.Endpoint), setup, Module, cts.Token).ConfigureAwait(false);
+        var arrived = await arriving.ConfigureAwait(false);
+        await arrived.PostCopy.WaitAsync(cts.Token).ConfigureAwait(false);
+        var guest = arrived.Enclave.Program!;
+        // A freeze requested while the guest thread is still starting up can be lost (its resume clears the
+        // request), so ask again until it takes.
+        while (true)
+        {
+            var frozen = guest.FreezeAsync();
+            if (await Task.WhenAny(frozen, Task.Delay(100, cts.Token)).ConfigureAwait(false) == frozen)
+            {
+                await frozen.ConfigureAwait(false);
+                break;
+            }
+        }
+        guest.Retire();
+        arrived.Enclave.Dispose();
+    }
+}

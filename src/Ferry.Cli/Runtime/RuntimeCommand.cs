@@ -1,0 +1,32 @@
+using System.CommandLine;
+
+namespace Ferry.Cli.Runtime;
+
+/// <summary>
+/// `ferry runtime launch|incoming --dir DIR` (hidden): a workload's runtime process, started by the agent.
+/// Not for operators; see docs/migration.md for the process contract.
+/// </summary>
+public static class RuntimeCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("runtime", "A workload's runtime process (started by `ferry agent`)") { Hidden = true };
+        foreach (var mode in new[] { "launch", "incoming" })
+        {
+            var dir = new Option<string>("--dir") { Description = "The workload's directory (spec.json, module.wasm, …)", Required = true };
+            var sub = new Command(mode, mode == "launch" ? "Start the workload's module" : "Receive the workload by migration") { dir };
+            sub.SetAction(parse =>
+            {
+                var path = parse.GetValue(dir)!;
+                if (!File.Exists(Path.Combine(path, "spec.json")))
+                {
+                    Console.Error.WriteLine($"ferry runtime: {path} is not a workload directory (no spec.json)");
+                    return ExitCodes.Usage;
+                }
+                return WorkloadRuntime.Run(mode, path);
+            });
+            command.Subcommands.Add(sub);
+        }
+        return command;
+    }
+}
