@@ -59,7 +59,10 @@ public sealed class FailureTests(AgentPair pair) : IClassFixture<AgentPair>
         // microbench rewrites all its memory continuously: pre-copy would iterate up to the round limit.
         string[] args = ["--strategy", strategy, "--max-rounds", "2"];
         if (phase == "round1") args = [.. args, "--downtime-target", "0"]; // keep iterating: a second round is certain
-        var (id, m) = await pair.MigrateMidRunAsync("microbench", ["--mem", "16M", "--seconds", "3", "--progress", "0.2"], args, Inject);
+        // A restarted source agent costs a second or more on a loaded machine; the program must outlive the
+        // migration for "the migration goes on" to be observable, so give that case more time.
+        var seconds = failure == "restart-source-agent" ? "8" : "3";
+        var (id, m) = await pair.MigrateMidRunAsync("microbench", ["--mem", "16M", "--seconds", seconds, "--progress", "0.2"], args, Inject);
         Assert.True(reached.Task.IsCompleted, $"the migration never reached {side} phase {at}: {m}");
         await restarted;
 

@@ -93,7 +93,7 @@ public sealed class HybridMigrations(AgentPair pair) : MigrationMatrix(pair), IC
 /// The kernel method: pre-copy reads dirtied pages with userfaultfd write protection and PAGEMAP_SCAN on the
 /// source; post-copy serves the destination's missing pages with userfaultfd (UFFDIO_COPY) instead of compiled
 /// presence checks. The test machines have both (Linux 6.18); a host without them gets a refusal naming
-/// the kernel's reason (PageTrackers). A subset of the suite: a store-heavy tree, a hash table, and the page-rewriting microbenchmark.
+/// the kernel's reason (PageTrackers). Every suite workload with every strategy that tracks (stop-and-copy tracks nothing).
 /// </summary>
 public sealed class KernelTrackingMigrations(AgentPair pair) : MigrationMatrix(pair), IClassFixture<AgentPair>
 {
@@ -102,7 +102,7 @@ public sealed class KernelTrackingMigrations(AgentPair pair) : MigrationMatrix(p
         get
         {
             var data = new TheoryData<string, string>();
-            foreach (var w in new[] { "btree", "kvstore", "microbench" })
+            foreach (var w in Repo.Suite)
             {
                 foreach (var s in new[] { "precopy", "postcopy", "hybrid" }) data.Add(w, s);
             }
