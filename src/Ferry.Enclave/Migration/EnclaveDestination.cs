@@ -207,7 +207,7 @@ public sealed class EnclaveDestination : IDisposable
             {
                 lock (gate)
                 {
-                    kernel = new KernelPostCopy(memory!, pending);
+                    kernel = new KernelPostCopy(memory!, pending, discardPending: pagesApplied > 0);
                     kernel.BeginPostCopy(pending, pageRequester);
                 }
             }

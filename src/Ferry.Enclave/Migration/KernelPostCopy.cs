@@ -23,21 +23,35 @@ public sealed class KernelPostCopy : IPageSource, IMissingPageHandler, IDisposab
     /// <summary>
     /// Registers <paramref name="memory"/> (at its final size) for missing-page faults. Pages earlier rounds wrote
     /// stay as they are, except those in <paramref name="pendingBitmap"/>, which are discarded first: a newer copy is
-    /// on its way and the guest must fault on them until it lands.
+    /// on its way and the guest must fault on them until it lands. <paramref name="discardPending"/> false skips that
+    /// when nothing was written before (pure post-copy: the memory is untouched).
     /// </summary>
-    public unsafe KernelPostCopy(LinearMemory memory, byte[] pendingBitmap)
+    public KernelPostCopy(LinearMemory memory, byte[] pendingBitmap, bool discardPending)
     {
         this.memory = memory;
-        var pages = (long)(memory.Size >> 12);
-        for (long p = 0; p < pages && (p >> 3) < pendingBitmap.Length; p++)
+        if (discardPending) DiscardRuns(memory, pendingBitmap);
+        server = new MissingPageServer(memory, this, allowTouched: true);
+    }
+
+    /// <summary>One madvise(MADV_DONTNEED) per run of consecutive pending pages: this is on the downtime path.</summary>
+    private static unsafe void DiscardRuns(LinearMemory memory, byte[] pendingBitmap)
+    {
+        var pages = Math.Min((long)(memory.Size >> 12), (long)pendingBitmap.Length * 8);
+        long p = 0;
+        while (p < pages)
         {
-            if ((pendingBitmap[p >> 3] & (1 << (int)(p & 7))) == 0) continue;
-            if (Native.madvise((nint)(memory.Base + p * 4096), 4096, Native.MADV_DONTNEED) != 0)
+            if ((pendingBitmap[p >> 3] & (1 << (int)(p & 7))) == 0)
             {
-                throw new TrackingException($"madvise(MADV_DONTNEED) of page {p}", Native.Errno);
+                p++;
+                continue;
+            }
+            var start = p;
+            while (p < pages && (pendingBitmap[p >> 3] & (1 << (int)(p & 7))) != 0) p++;
+            if (Native.madvise((nint)(memory.Base + start * 4096), (nuint)((p - start) * 4096), Native.MADV_DONTNEED) != 0)
+            {
+                throw new TrackingException($"madvise(MADV_DONTNEED) of pages {start}..{p - 1}", Native.Errno);
             }
         }
-        server = new MissingPageServer(memory, this, allowTouched: true);
     }
 
     public Task Completion => complete.Task;
