@@ -312,14 +312,27 @@ public static class BenchMigration
         File.WriteAllText(Path.Combine(docs, "migration-downtime.svg"), BenchReport.Svg(results));
     }
 
-    /// <summary>Adds this run's headline rows to docs/benchmarks.md (the cross-area table).</summary>
+    /// <summary>
+    /// Puts this run's headline rows into docs/benchmarks.md's cross-area table (its first table), replacing the
+    /// previous run's migration rows, so the table stays one table with the prose below it.
+    /// </summary>
     private static void AppendSummary(string file, BenchResults results)
     {
         if (!File.Exists(file)) return;
         var rows = BenchReport.SummaryRows(results);
         if (rows.Count == 0) return;
-        var text = File.ReadAllText(file);
-        if (!text.EndsWith('\n')) text += "\n";
-        File.WriteAllText(file, text + string.Join('\n', rows) + "\n");
+        var lines = File.ReadAllLines(file).Where(l => !l.StartsWith("| migration |", StringComparison.Ordinal)).ToList();
+        var start = lines.FindIndex(l => l.StartsWith('|'));
+        if (start < 0)
+        {
+            lines.AddRange(rows);
+        }
+        else
+        {
+            var end = start;
+            while (end < lines.Count && lines[end].StartsWith('|')) end++;
+            lines.InsertRange(end, rows);
+        }
+        File.WriteAllText(file, string.Join('\n', lines) + "\n");
     }
 }
