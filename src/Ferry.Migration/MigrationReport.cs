@@ -35,6 +35,8 @@ public sealed record MigrationReport
     public long PostCopyFaults { get; init; }
     public FaultLatency? FaultLatency { get; init; }
     public double PostCopyMs { get; init; }
+    /// <summary>Something an operator should know about a successful migration (e.g. it finished on the destination's word).</summary>
+    public string? Note { get; init; }
 }
 
 /// <summary>Progress of a running migration (for progress bars and logs).</summary>

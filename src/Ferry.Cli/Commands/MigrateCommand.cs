@@ -277,5 +277,6 @@ public static class MigrateCommand
             var f = r.FaultLatency;
             Console.WriteLine(string.Create(c, $"  post-copy    {r.PostCopyFaults} faults{(f is { Count: > 0 } ? $", latency median {f.MedianMs:0.###} ms, p99 {f.P99Ms:0.###} ms, max {f.MaxMs:0.###} ms" : "")}; all pages delivered in {r.PostCopyMs:0} ms"));
         }
+        if (r.Note is { } note) Console.WriteLine($"  note         {note}");
     }
 }

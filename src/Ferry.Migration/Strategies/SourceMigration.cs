@@ -49,6 +49,11 @@ public sealed class SourceMigration
     private long resent;
     private bool frozen;
     private bool committed;
+    /// <summary>After a failure past the commit, the destination's agent confirmed the guest runs there (or ran to its end).</summary>
+    private bool destinationConfirmed;
+    /// <summary>When the guest started on the destination (Resumed arrived), or null.</summary>
+    private long? resumedAtNanos;
+    private Stopwatch? postCopyClock;
     private readonly TaskCompletionSource<Frame> ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource<Frame> resumed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource<Frame> complete = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -64,6 +69,26 @@ public sealed class SourceMigration
     }
 
     private long BytesSent => streams.Sum(s => s.BytesWritten);
+
+    private MigrationReport Report(FrozenGuestInfo freeze, long resumedAt, double postCopyMs, Stopwatch total) => new()
+    {
+        MigrationId = migrationId.ToString(),
+        Strategy = options.Strategy,
+        Tracking = options.Tracking,
+        Succeeded = true,
+        MemoryBytes = enclave.MemoryBytes,
+        TotalMs = total.Elapsed.TotalMilliseconds,
+        DowntimeMs = (resumedAt - freeze.FrozenAt) / 1e6,
+        FreezeLatencyMs = freeze.Latency.TotalMilliseconds,
+        BytesSent = BytesSent,
+        PagesSent = pagesSent,
+        ResentPages = resent,
+        Rounds = rounds.Count,
+        BandwidthMBps = BandwidthMBps(),
+        RoundDetails = rounds,
+        PostCopyFaults = Interlocked.Read(ref faults),
+        PostCopyMs = postCopyMs,
+    };
 
     public async Task<MigrationReport> RunAsync(IMigrationConnector connector, WorkloadSetup setupTemplate, ReadOnlyMemory<byte> module, CancellationToken ct)
     {
@@ -195,35 +220,17 @@ public sealed class SourceMigration
             await control.WriteAsync(MessageType.Commit, Array.Empty<byte>(), linked.Token).ConfigureAwait(false);
             long resumedAt;
             using (var r = await WaitAsync(resumed.Task, "Resumed", linked.Token).ConfigureAwait(false)) resumedAt = Messages.ParseInt64(r.Payload);
+            resumedAtNanos = resumedAt;
 
             double postCopyMs = 0;
             if (pending is not null)
             {
-                var pc = Stopwatch.StartNew();
+                postCopyClock = Stopwatch.StartNew();
                 await PostCopyAsync(final, finalRound + 1, linked.Token).ConfigureAwait(false);
-                postCopyMs = pc.Elapsed.TotalMilliseconds;
+                postCopyMs = postCopyClock.Elapsed.TotalMilliseconds;
             }
             enclave.Retire();
-            var downtime = (resumedAt - freeze.FrozenAt) / 1e6;
-            var report = new MigrationReport
-            {
-                MigrationId = migrationId.ToString(),
-                Strategy = strategy,
-                Tracking = options.Tracking,
-                Succeeded = true,
-                MemoryBytes = enclave.MemoryBytes,
-                TotalMs = total.Elapsed.TotalMilliseconds,
-                DowntimeMs = downtime,
-                FreezeLatencyMs = freeze.Latency.TotalMilliseconds,
-                BytesSent = BytesSent,
-                PagesSent = pagesSent,
-                ResentPages = resent,
-                Rounds = rounds.Count,
-                BandwidthMBps = BandwidthMBps(),
-                RoundDetails = rounds,
-                PostCopyFaults = Interlocked.Read(ref faults),
-                PostCopyMs = postCopyMs,
-            };
+            var report = Report(freeze!, resumedAt, postCopyMs, total);
             await linked.CancelAsync().ConfigureAwait(false);
             await CloseAsync().ConfigureAwait(false);
             return report;
@@ -233,6 +240,16 @@ public sealed class SourceMigration
             await linked.CancelAsync().ConfigureAwait(false);
             var resumedHere = await HandleFailureAsync(e, ct).ConfigureAwait(false);
             await CloseAsync().ConfigureAwait(false);
+            if (!resumedHere && destinationConfirmed && resumedAtNanos is { } ra && freeze is { } f)
+            {
+                // The guest started on the destination and its agent vouches that it runs there with every page it
+                // needs (or already ran to its end, e.g. a program that finished right after arriving, cutting the
+                // post-copy push short). The workload has moved: that is a successful migration, with a note.
+                return Report(f, ra, postCopyClock?.Elapsed.TotalMilliseconds ?? 0, total) with
+                {
+                    Note = $"finished after the destination confirmed the guest runs there: {e.Message}",
+                };
+            }
             throw new MigrationFailedException(
                 resumedHere ? $"migration failed; the workload continues on the source: {e.Message}" : $"migration failed after commit: {e.Message}",
                 resumedHere, e);
@@ -450,6 +467,7 @@ public sealed class SourceMigration
             try
             {
                 runsThere = await confirm(migrationId, ct).ConfigureAwait(false);
+                destinationConfirmed = runsThere;
             }
             catch (Exception)
             {
