@@ -129,6 +129,19 @@ internal sealed partial class WorkloadRuntime
             MaxRounds = request.MaxRounds ?? 30,
             ConfirmDestinationRunning = (id, ct) => ConfirmAsync(to, id, ct),
         };
+        SessionRecordProtector? sealedRecords = null;
+        if (confidential is { } host && measurement is { } measured && identity is { } workloadIdentity)
+        {
+            // Sealed migration: attest the destination's runtime, then seal every record under the session's keys;
+            // the state carries (identity, epoch + 1). Resuming after a commit would be a rollback: never.
+            var protector = sealedRecords = new SessionRecordProtector(request.Streams + 1);
+            options = options with
+            {
+                Epoch = epoch + 1,
+                ResumeAfterFailedCommit = false,
+                Handshake = (id, channel, ct) => host.HandshakeAsSourceAsync(measured, id, channel, protector, Log, ct),
+            };
+        }
         var setup = new WorkloadSetup
         {
             MigrationId = "",
@@ -141,6 +154,7 @@ internal sealed partial class WorkloadRuntime
             Streams = 0,
             MemoryBytes = 0,
             MemoryLimitBytes = spec.MemoryLimitBytes,
+            Confidential = sealedRecords is not null,
             Launch = new Dictionary<string, string>
             {
                 ["moduleName"] = spec.ModuleName,
@@ -148,7 +162,10 @@ internal sealed partial class WorkloadRuntime
                 ["env"] = JsonSerializer.Serialize(spec.Env),
             },
         };
-        var enclave = new EnclaveSource(program, new PlainRecordProtector(), request.Streams + 1);
+        var enclave = new EnclaveSource(program, sealedRecords ?? (IRecordProtector)new PlainRecordProtector(), request.Streams + 1)
+        {
+            Identity = identity?.Encode() ?? [],
+        };
         MigrationOutcome outcome;
         MigrationEvent result;
         try
@@ -170,6 +187,7 @@ internal sealed partial class WorkloadRuntime
         }
         catch (MigrationFailedException e)
         {
+            sealedRecords?.Dispose();
             var ended = program.Completion.IsCompleted && program.Completion.Result.Kind != GuestEndKind.Retired;
             var error = ended ? $"the workload ended ({program.Completion.Result.Kind}) during the migration" : e.Message;
             var resumed = e.SourceResumed && !ended;

@@ -30,6 +30,12 @@ public sealed record MigrationOptions
     public Func<Guid, CancellationToken, Task<bool>>? ConfirmDestinationRunning { get; init; }
     /// <summary>May the source resume if, after commit, the destination is known not to run the guest? (No for confidential workloads: that would be a rollback.)</summary>
     public bool ResumeAfterFailedCommit { get; init; } = true;
+    /// <summary>
+    /// Confidential workloads: runs the attestation handshake with the destination's runtime over the control
+    /// stream, after the setup and before any page moves (the migration id and a channel that ferries opaque
+    /// messages). It must key the enclave's record protector; throwing aborts the migration (the source resumes).
+    /// </summary>
+    public Func<Guid, IHandshakeChannel, CancellationToken, Task>? Handshake { get; init; }
 }
 
 /// <summary>
@@ -92,6 +98,12 @@ public sealed class SourceMigration
             for (var off = 0; off < module.Length; off += 16 << 20)
             {
                 await control.WriteAsync(MessageType.ModuleChunk, module.Slice(off, Math.Min(16 << 20, module.Length - off)), linked.Token).ConfigureAwait(false);
+            }
+            if (options.Handshake is { } handshake)
+            {
+                using var bounded = CancellationTokenSource.CreateLinkedTokenSource(linked.Token);
+                bounded.CancelAfter(options.PeerTimeout);
+                await handshake(migrationId, new FrameHandshakeChannel(control), bounded.Token).ConfigureAwait(false);
             }
             using (await control.ExpectAsync(MessageType.SetupAck, linked.Token).ConfigureAwait(false))
             {
@@ -192,7 +204,7 @@ public sealed class SourceMigration
             // Commit point: from here on the guest never runs on the source again (unless the destination
             // provably never started it and resuming is allowed).
             committed = true;
-            await control.WriteAsync(MessageType.Commit, Array.Empty<byte>(), linked.Token).ConfigureAwait(false);
+            await control.WriteAsync(MessageType.Commit, enclave.SealCommit(options.Epoch), linked.Token).ConfigureAwait(false);
             long resumedAt;
             using (var r = await WaitAsync(resumed.Task, "Resumed", linked.Token).ConfigureAwait(false)) resumedAt = Messages.ParseInt64(r.Payload);
 
