@@ -105,7 +105,7 @@ internal sealed class ConfidentialHost : IDisposable
         }
         catch (ConfidentialException e)
         {
-            throw new ConfidentialSetupException($"attestation refused: the destination is not a trusted runtime of this workload: {e.Message}", e);
+            throw new ConfidentialSetupException($"the destination runtime was not accepted: {e.Message}", e);
         }
         protector.Attach(session);
         log($"attested destination runtime on platform '{session.PeerPlatform?.Name}' (measurement {Measurement.Short(measurement)}); records are sealed");
@@ -125,7 +125,7 @@ internal sealed class ConfidentialHost : IDisposable
         }
         catch (ConfidentialException e)
         {
-            throw new ConfidentialSetupException($"attestation refused by the destination on {AgentName}: {e.Message}", e);
+            throw new ConfidentialSetupException($"the destination runtime on {AgentName} did not accept the source: {e.Message}", e);
         }
         protector.Attach(session);
         log($"attested source runtime on platform '{session.PeerPlatform?.Name}' (measurement {Measurement.Short(measurement)}); records are sealed");

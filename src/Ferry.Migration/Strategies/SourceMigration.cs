@@ -60,6 +60,7 @@ public sealed class SourceMigration
     private readonly TaskCompletionSource<Frame> complete = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Channel<long[]> pageRequests = Channel.CreateUnbounded<long[]>();
     private long faults;
+    private MigrationAbortedException? peerAbort;
 
     public SourceMigration(EnclaveSource enclave, Func<IDirtyPageTracker>? trackerFactory, MigrationOptions options, IProgress<MigrationProgress>? progress = null)
     {
@@ -242,6 +243,13 @@ public sealed class SourceMigration
         }
         catch (Exception e) when (e is not MigrationFailedException)
         {
+            // A broken stream is often only the symptom: the destination refused something, said why on the control
+            // stream (Abort) and closed everything. Give that reason to the operator (bounded wait for it).
+            if (controlReader is not null && e is not MigrationAbortedException && Volatile.Read(ref peerAbort) is null)
+            {
+                await Task.WhenAny(controlReader, Task.Delay(TimeSpan.FromSeconds(2), CancellationToken.None)).ConfigureAwait(false);
+            }
+            if (Volatile.Read(ref peerAbort) is { } aborted && e is not MigrationAbortedException) e = aborted;
             await linked.CancelAsync().ConfigureAwait(false);
             var resumedHere = await HandleFailureAsync(e, ct).ConfigureAwait(false);
             await CloseAsync().ConfigureAwait(false);
@@ -316,17 +324,32 @@ public sealed class SourceMigration
         var before = BytesSent;
         var batches = Channel.CreateBounded<(int Start, int Count)>(options.Streams * 4);
         var workers = new Task[options.Streams];
+        // A worker that fails (its stream broke, the destination went away) stops the round: otherwise the producer
+        // would wait forever for room in the channel nobody reads any more.
+        using var roundFailed = CancellationTokenSource.CreateLinkedTokenSource(ct);
         for (var s = 0; s < options.Streams; s++)
         {
             var stream = s + 1;
             workers[s] = Task.Run(async () =>
             {
-                var buffer = new byte[enclave.MaxRecordBytes(options.BatchPages)];
-                await foreach (var (start, count) in batches.Reader.ReadAllAsync(ct).ConfigureAwait(false))
+                try
                 {
-                    var n = enclave.SealBatch(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(pages).Slice(start, count), round, stream, buffer);
-                    await streams[stream].WriteAsync(MessageType.PageBatch, buffer.AsMemory(0, n), ct).ConfigureAwait(false);
-                    Interlocked.Add(ref pagesSent, count);
+                    var buffer = new byte[enclave.MaxRecordBytes(options.BatchPages)];
+                    await foreach (var (start, count) in batches.Reader.ReadAllAsync(roundFailed.Token).ConfigureAwait(false))
+                    {
+                        var n = enclave.SealBatch(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(pages).Slice(start, count), round, stream, buffer);
+                        await streams[stream].WriteAsync(MessageType.PageBatch, buffer.AsMemory(0, n), roundFailed.Token).ConfigureAwait(false);
+                        Interlocked.Add(ref pagesSent, count);
+                    }
+                }
+                catch (OperationCanceledException) when (roundFailed.IsCancellationRequested && !ct.IsCancellationRequested)
+                {
+                    // Another worker failed; its exception reports why.
+                }
+                catch
+                {
+                    await roundFailed.CancelAsync().ConfigureAwait(false);
+                    throw;
                 }
             }, ct);
         }
@@ -334,9 +357,13 @@ public sealed class SourceMigration
         {
             for (var i = 0; i < pages.Count; i += options.BatchPages)
             {
-                await batches.Writer.WriteAsync((i, Math.Min(options.BatchPages, pages.Count - i)), ct).ConfigureAwait(false);
+                await batches.Writer.WriteAsync((i, Math.Min(options.BatchPages, pages.Count - i)), roundFailed.Token).ConfigureAwait(false);
                 progress?.Report(new MigrationProgress(guestRunning ? "pre-copy" : "final", round, Interlocked.Read(ref pagesSent), pages.Count, BytesSent));
             }
+        }
+        catch (OperationCanceledException) when (roundFailed.IsCancellationRequested && !ct.IsCancellationRequested)
+        {
+            // A worker failed: awaiting the workers below throws its exception.
         }
         finally
         {
@@ -409,6 +436,7 @@ public sealed class SourceMigration
                         break;
                     case MessageType.Abort:
                         using (f) failure = new MigrationAbortedException(System.Text.Encoding.UTF8.GetString(f.Payload));
+                        Volatile.Write(ref peerAbort, (MigrationAbortedException)failure);
                         break;
                     default:
                         using (f) failure = new ProtocolException($"unexpected {f.Type} on the control stream");
