@@ -190,6 +190,11 @@ internal sealed partial class WorkloadRuntime
             sealedRecords?.Dispose();
             var ended = program.Completion.IsCompleted && program.Completion.Result.Kind != GuestEndKind.Retired;
             var error = ended ? $"the workload ended ({program.Completion.Result.Kind}) during the migration" : e.Message;
+            if (!ended && e.InnerException is not MigrationAbortedException && await DestinationErrorAsync(to, migrationId).ConfigureAwait(false) is { } why)
+            {
+                // The connection broke before the destination's reason arrived; its agent knows it.
+                error += $" (the destination reports: {why})";
+            }
             var resumed = e.SourceResumed && !ended;
             outcome = new MigrationOutcome
             {
@@ -252,6 +257,22 @@ internal sealed partial class WorkloadRuntime
             }
         }
         throw last!;
+    }
+
+    /// <summary>Why the destination's side of a failed migration failed, from its agent (best effort; null if unknown).</summary>
+    private static async Task<string?> DestinationErrorAsync(Uri to, Guid? migrationId)
+    {
+        if (migrationId is not { } id) return null;
+        try
+        {
+            using var client = new AgentClient(to, TimeSpan.FromSeconds(5));
+            var info = await client.MigrationAsync(id.ToString()).ConfigureAwait(false);
+            return string.IsNullOrWhiteSpace(info.Error) ? null : info.Error;
+        }
+        catch (Exception x) when (x is AgentUnreachableException or AgentErrorException or IOException or OperationCanceledException)
+        {
+            return null;
+        }
     }
 
     /// <summary>Post-copy faults are measured on the destination: fetch their latencies from its agent (best effort).</summary>
