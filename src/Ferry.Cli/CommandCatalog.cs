@@ -24,6 +24,7 @@ public static class CommandCatalog
             SpecTestCommand.Create(),
             CpuCommand.Create(),
             AgentCommand.Create(),
+            AttestCommand.Create(),
             RemoteCommands.Ps(),
             RemoteCommands.Logs(),
             RemoteCommands.Stop(),

@@ -26,7 +26,7 @@ public sealed class AgentApiTests(AgentPair pair) : IClassFixture<AgentPair>
         await pair.WaitForLineAsync(pair.A, id, "progress ");
         var ps = Repo.Ferry("ps", "--on", pair.A.Url);
         Assert.Equal(0, ps.ExitCode);
-        Assert.Equal(["ID", "NAME", "STATE", "HOST", "MEMORY", "UPTIME", "NOTE"], ps.Stdout.Split('\n')[0].Split(' ', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Equal(["ID", "NAME", "STATE", "HOST", "MEMORY", "UPTIME", "CONFIDENTIAL", "NOTE"], ps.Stdout.Split('\n')[0].Split(' ', StringSplitOptions.RemoveEmptyEntries));
         var row = ps.Stdout.Split('\n').Single(l => l.StartsWith(id, StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal([id, "microbench", "running", "alpha"], row[..4]);
 

@@ -58,6 +58,8 @@ public sealed record WorkloadSpec
     public int Streams { get; init; }
     /// <summary>Incoming: the source's agent (informational).</summary>
     public string? From { get; init; }
+    /// <summary>Launch: run as a confidential workload (measured; migrates only sealed, to attested runtimes).</summary>
+    public bool Confidential { get; init; }
 }
 
 /// <summary>How the last migration of a workload (as its source) ended.</summary>
@@ -114,6 +116,10 @@ public sealed record WorkloadStatus
     public MigrationInProgress? Migrating { get; init; }
     public MigrationOutcome? LastMigration { get; init; }
     public IncomingMigration? Incoming { get; init; }
+    /// <summary>Confidential workloads: true, with the measurement (hex SHA-256 over module and launch config).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public bool Confidential { get; init; }
+    public string? Measurement { get; init; }
 }
 
 /// <summary>A workload as the HTTP API reports it.</summary>
@@ -137,6 +143,9 @@ public sealed record WorkloadInfo
     public string? MigratedFrom { get; init; }
     public MigrationInProgress? Migrating { get; init; }
     public MigrationOutcome? LastMigration { get; init; }
+    public bool Confidential { get; init; }
+    /// <summary>Confidential workloads: the measurement (hex).</summary>
+    public string? Measurement { get; init; }
 }
 
 /// <summary>POST /v1/workloads.</summary>
@@ -149,6 +158,8 @@ public sealed record CreateWorkloadRequest
     public string[] Args { get; set; } = [];
     public string[] Env { get; set; } = [];
     public ulong? MemoryLimitBytes { get; init; }
+    /// <summary>Run as a confidential workload (docs/confidential.md).</summary>
+    public bool Confidential { get; init; }
 }
 
 /// <summary>POST /v1/workloads/{id}/migrations (and the runtime's control request "migrate").</summary>

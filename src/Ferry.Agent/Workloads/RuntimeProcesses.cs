@@ -10,11 +10,18 @@ namespace Ferry.Agent.Workloads;
 /// </summary>
 public static class RuntimeProcesses
 {
+    /// <summary>The agent's state dir (the host's platform key and epoch store live there).</summary>
+    public const string StateDirVariable = "FERRY_AGENT_STATE_DIR";
+    /// <summary>The fleet trust file confidential runtimes attest against.</summary>
+    public const string TrustFileVariable = "FERRY_TRUST_FILE";
+    /// <summary>The agent's name (for messages).</summary>
+    public const string AgentNameVariable = "FERRY_AGENT_NAME";
+
     /// <summary>
     /// Starts <c>COMMAND runtime MODE --dir DIR</c> where COMMAND is how to run the ferry CLI (e.g. dotnet and
     /// ferry.dll). Returns the runtime's pid (the shell execs setsid, which execs the runtime: one process).
     /// </summary>
-    public static Process Start(IReadOnlyList<string> ferryCommand, string mode, WorkloadDirectory dir)
+    public static Process Start(IReadOnlyList<string> ferryCommand, string mode, WorkloadDirectory dir, IReadOnlyDictionary<string, string>? environment = null)
     {
         var psi = new ProcessStartInfo("/bin/sh") { UseShellExecute = false, WorkingDirectory = dir.Path };
         psi.ArgumentList.Add("-c");
@@ -28,6 +35,7 @@ public static class RuntimeProcesses
         psi.Environment["FERRY_RUNTIME_STDOUT"] = dir.Stdout;
         psi.Environment["FERRY_RUNTIME_STDERR"] = dir.Stderr;
         psi.Environment["DOTNET_gcServer"] = "0";
+        foreach (var (k, v) in environment ?? new Dictionary<string, string>()) psi.Environment[k] = v;
         return Process.Start(psi) ?? throw new InvalidOperationException("could not start the runtime process");
     }
 

@@ -22,6 +22,11 @@ public sealed record AgentOptions
     public required IReadOnlyList<string> FerryCommand { get; init; }
     /// <summary>How long to wait for a new runtime to report its first status.</summary>
     public TimeSpan StartTimeout { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>The fleet trust file confidential runtimes attest against (default STATE/trust.json).</summary>
+    public string? TrustFile { get; init; }
+
+    /// <summary>The trust file in effect.</summary>
+    public string EffectiveTrustFile => TrustFile ?? Path.Combine(StateDir, "trust.json");
 }
 
 /// <summary>
@@ -204,6 +209,7 @@ public sealed partial class WorkloadManager : IDisposable
             MemoryLimitBytes = request.MemoryLimitBytes,
             CreatedAt = DateTimeOffset.UtcNow,
             Mode = "launch",
+            Confidential = request.Confidential,
         };
         dir.WriteSpec(spec);
         var entry = new Entry(dir, spec);
@@ -235,7 +241,12 @@ public sealed partial class WorkloadManager : IDisposable
 
     private void StartRuntime(Entry entry, string mode)
     {
-        var child = RuntimeProcesses.Start(options.FerryCommand, mode, entry.Dir);
+        var child = RuntimeProcesses.Start(options.FerryCommand, mode, entry.Dir, new Dictionary<string, string>
+        {
+            [RuntimeProcesses.StateDirVariable] = options.StateDir,
+            [RuntimeProcesses.TrustFileVariable] = options.EffectiveTrustFile,
+            [RuntimeProcesses.AgentNameVariable] = options.Name,
+        });
         entry.Child = child;
         entry.Pid = child.Id;
     }
@@ -339,6 +350,8 @@ public sealed partial class WorkloadManager : IDisposable
             // Set by the runtime while it migrates (even if the program ends meanwhile), cleared with the outcome.
             Migrating = alive ? status?.Migrating : null,
             LastMigration = status?.LastMigration,
+            Confidential = e.Spec.Confidential || status?.Confidential == true,
+            Measurement = status?.Measurement,
         };
     }
 

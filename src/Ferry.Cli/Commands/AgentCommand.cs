@@ -15,7 +15,11 @@ public static class AgentCommand
         var listen = new Option<string>("--listen") { Description = "Address and port to serve the HTTP API on, e.g. 127.0.0.1:7001 or 0.0.0.0:7001 (port 0: any free port)", Required = true };
         var name = new Option<string>("--name") { Description = "This host's name, as `ferry ps` shows it", Required = true };
         var stateDir = new Option<string>("--state-dir") { Description = "Where workloads live (re-adopted when the agent restarts)", Required = true };
-        var command = new Command("agent", "Run the per-host agent: starts workload processes and takes part in migrations") { listen, name, stateDir };
+        var trust = new Option<string?>("--trust")
+        {
+            Description = "The fleet trust file confidential workloads attest against (default STATE-DIR/trust.json; build it from every host's `ferry attest` entry)",
+        };
+        var command = new Command("agent", "Run the per-host agent: starts workload processes and takes part in migrations") { listen, name, stateDir, trust };
         command.SetAction(async (parse, ct) =>
         {
             if (!TryParseEndpoint(parse.GetValue(listen)!, out var endpoint, out var why))
@@ -34,6 +38,7 @@ public static class AgentCommand
                 Name = agentName,
                 StateDir = Path.GetFullPath(parse.GetValue(stateDir)!),
                 FerryCommand = FerryCommand(),
+                TrustFile = parse.GetValue(trust) is { Length: > 0 } t ? Path.GetFullPath(t) : null,
             };
             AgentServer server;
             try

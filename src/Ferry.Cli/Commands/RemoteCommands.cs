@@ -56,9 +56,10 @@ public static class RemoteCommands
             var rows = list.Select(w => new[]
             {
                 w.Id, w.Name, w.State, w.Host, FormatBytes(w.MemoryBytes), FormatUptime(w.UptimeSeconds),
+                w.Confidential ? $"yes {(w.Measurement is { Length: >= 12 } m ? m[..12] : w.Measurement ?? "")}" : "no",
                 w.State == WorkloadStates.MigratedAway ? $"to {w.MigratedTo}" : w.MigratedFrom is { } from ? $"from {from}" : w.Message ?? "",
             }).ToList();
-            PrintTable(["ID", "NAME", "STATE", "HOST", "MEMORY", "UPTIME", "NOTE"], rows);
+            PrintTable(["ID", "NAME", "STATE", "HOST", "MEMORY", "UPTIME", "CONFIDENTIAL", "NOTE"], rows);
             return ExitCodes.Ok;
         }));
         return command;
@@ -126,7 +127,7 @@ public static class RemoteCommands
     }
 
     /// <summary>`ferry run --on URL module.wasm [args]`: uploads the module and starts it on the agent; prints the id.</summary>
-    public static int Run(string url, string modulePath, string[] args, ulong? memMax, List<string> env, string? name)
+    public static int Run(string url, string modulePath, string[] args, ulong? memMax, List<string> env, string? name, bool confidential = false)
     {
         byte[] module;
         try
@@ -148,8 +149,10 @@ public static class RemoteCommands
                 Args = args,
                 Env = [.. env],
                 MemoryLimitBytes = memMax,
+                Confidential = confidential,
             });
-            Console.Error.WriteLine($"ferry run: started {w.Name} as {w.Id} on {w.Host} ({w.State})");
+            Console.Error.WriteLine($"ferry run: started {w.Name} as {w.Id} on {w.Host} ({w.State})"
+                + (w.Measurement is { } m ? $", confidential, measurement {m}" : ""));
             Console.WriteLine(w.Id);
             return ExitCodes.Ok;
         }).GetAwaiter().GetResult();

@@ -39,9 +39,13 @@ public static class RunCommand
         var checkpointAfter = new Option<string?>("--checkpoint-after") { Description = "Checkpoint after this long, e.g. 500ms or 2s (needs --snapshot)" };
         var on = new Option<string?>("--on") { Description = "Run it on this agent (http://HOST:PORT) as a migratable workload; prints its id" };
         var name = new Option<string?>("--name") { Description = "With --on: the workload's name (default: the module's file name)" };
+        var confidentialFlag = new Option<bool>("--confidential")
+        {
+            Description = "With --on: run as a confidential workload (measured; migrates only sealed, to runtimes the fleet trust file attests; see docs/confidential.md)",
+        };
         var command = new Command("run", "Run a WebAssembly module (its _start, or --invoke an export)")
         {
-            module, guestArgs, invoke, memMax, dirs, envs, snapshot, checkpointAfter, on, name,
+            module, guestArgs, invoke, memMax, dirs, envs, snapshot, checkpointAfter, on, name, confidentialFlag,
         };
         command.SetAction(parse =>
         {
@@ -102,7 +106,12 @@ public static class RunCommand
                     Console.Error.WriteLine("ferry run: --on runs the program's _start on an agent; --dir, --invoke and --snapshot do not apply");
                     return ExitCodes.Usage;
                 }
-                return Remote(agent, modulePath, parse.GetValue(guestArgs) ?? [], limit, env, parse.GetValue(name));
+                return RemoteCommands.Run(agent, modulePath, parse.GetValue(guestArgs) ?? [], limit, env, parse.GetValue(name), parse.GetValue(confidentialFlag));
+            }
+            if (parse.GetValue(confidentialFlag))
+            {
+                Console.Error.WriteLine("ferry run: --confidential goes with --on (confidential workloads run on an agent)");
+                return ExitCodes.Usage;
             }
             if (parse.GetValue(name) is not null)
             {
@@ -138,9 +147,6 @@ public static class RunCommand
         });
         return command;
     }
-
-    private static int Remote(string agent, string modulePath, string[] args, ulong? limit, List<string> env, string? name) =>
-        RemoteCommands.Run(agent, modulePath, args, limit, env, name);
 
     /// <summary>Parses HOST or HOST::GUEST (the guest name defaults to HOST as written, like wasmtime).</summary>
     public static bool TryParseDir(string text, out WasiPreopen preopen, out string why)

@@ -129,6 +129,19 @@ internal sealed partial class WorkloadRuntime
             MaxRounds = request.MaxRounds ?? 30,
             ConfirmDestinationRunning = (id, ct) => ConfirmAsync(to, id, ct),
         };
+        SessionRecordProtector? sealedRecords = null;
+        if (confidential is { } host && measurement is { } measured && identity is { } workloadIdentity)
+        {
+            // Sealed migration: attest the destination's runtime, then seal every record under the session's keys;
+            // the state carries (identity, epoch + 1). Resuming after a commit would be a rollback: never.
+            var protector = sealedRecords = new SessionRecordProtector(request.Streams + 1);
+            options = options with
+            {
+                Epoch = epoch + 1,
+                ResumeAfterFailedCommit = false,
+                Handshake = (id, channel, ct) => host.HandshakeAsSourceAsync(measured, id, channel, protector, Log, ct),
+            };
+        }
         var setup = new WorkloadSetup
         {
             MigrationId = "",
@@ -141,6 +154,7 @@ internal sealed partial class WorkloadRuntime
             Streams = 0,
             MemoryBytes = 0,
             MemoryLimitBytes = spec.MemoryLimitBytes,
+            Confidential = sealedRecords is not null,
             Launch = new Dictionary<string, string>
             {
                 ["moduleName"] = spec.ModuleName,
@@ -148,7 +162,10 @@ internal sealed partial class WorkloadRuntime
                 ["env"] = JsonSerializer.Serialize(spec.Env),
             },
         };
-        var enclave = new EnclaveSource(program, new PlainRecordProtector(), request.Streams + 1);
+        var enclave = new EnclaveSource(program, sealedRecords ?? (IRecordProtector)new PlainRecordProtector(), request.Streams + 1)
+        {
+            Identity = identity?.Encode() ?? [],
+        };
         MigrationOutcome outcome;
         MigrationEvent result;
         try
@@ -170,8 +187,14 @@ internal sealed partial class WorkloadRuntime
         }
         catch (MigrationFailedException e)
         {
+            sealedRecords?.Dispose();
             var ended = program.Completion.IsCompleted && program.Completion.Result.Kind != GuestEndKind.Retired;
             var error = ended ? $"the workload ended ({program.Completion.Result.Kind}) during the migration" : e.Message;
+            if (!ended && e.InnerException is not MigrationAbortedException && await DestinationErrorAsync(to, migrationId).ConfigureAwait(false) is { } why)
+            {
+                // The connection broke before the destination's reason arrived; its agent knows it.
+                error += $" (the destination reports: {why})";
+            }
             var resumed = e.SourceResumed && !ended;
             outcome = new MigrationOutcome
             {
@@ -234,6 +257,22 @@ internal sealed partial class WorkloadRuntime
             }
         }
         throw last!;
+    }
+
+    /// <summary>Why the destination's side of a failed migration failed, from its agent (best effort; null if unknown).</summary>
+    private static async Task<string?> DestinationErrorAsync(Uri to, Guid? migrationId)
+    {
+        if (migrationId is not { } id) return null;
+        try
+        {
+            using var client = new AgentClient(to, TimeSpan.FromSeconds(5));
+            var info = await client.MigrationAsync(id.ToString()).ConfigureAwait(false);
+            return string.IsNullOrWhiteSpace(info.Error) ? null : info.Error;
+        }
+        catch (Exception x) when (x is AgentUnreachableException or AgentErrorException or IOException or OperationCanceledException)
+        {
+            return null;
+        }
     }
 
     /// <summary>Post-copy faults are measured on the destination: fetch their latencies from its agent (best effort).</summary>

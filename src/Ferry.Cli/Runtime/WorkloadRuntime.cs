@@ -36,6 +36,14 @@ internal sealed partial class WorkloadRuntime : IDisposable
     private EnclaveDestination? arrived;
     private ControlServer? control;
     private TaskCompletionSource? migration;
+    /// <summary>Confidential workloads: the host's TEE backend, trust file and epoch store.</summary>
+    private ConfidentialHost? confidential;
+    private byte[]? measurement;
+    /// <summary>Confidential workloads: identity and the epoch the guest runs under here.</summary>
+    private Ferry.Enclave.Confidential.WorkloadIdentity? identity;
+    private ulong epoch;
+    private SessionRecordProtector? incomingProtector;
+    private EpochAdmission? incomingAdmission;
 
     private WorkloadRuntime(WorkloadDirectory dir)
     {
@@ -97,16 +105,33 @@ internal sealed partial class WorkloadRuntime : IDisposable
             var environment = GuestEnvironments.For(module, new WasiOptions { Args = [spec.ModuleName, .. spec.Args], Env = spec.Env });
             program = GuestProgram.Create(module, environment, CompileFor(postCopy: false), new InstanceOptions { MaxMemoryBytes = spec.MemoryLimitBytes });
             if (!(program.Instance.Exports.TryGetValue("_start", out var start) && start is FuncRef)) throw new LinkException("the module has no _start export");
+            if (spec.Confidential)
+            {
+                // Measured launch: identity = measurement + a fresh instance id, at epoch 1 on this host.
+                confidential = ConfidentialHost.Open(dir);
+                measurement = ConfidentialHost.Measure(moduleBytes, spec);
+                identity = Ferry.Enclave.Confidential.WorkloadIdentity.NewInstance(measurement);
+                epoch = 1;
+                if (!confidential.Epochs.TryAccept(identity, epoch)) throw new ConfidentialSetupException("the epoch store refused a fresh workload identity");
+                Log($"confidential workload, measurement {Convert.ToHexStringLower(measurement)}");
+            }
             control = new ControlServer(dir.ControlSocket, HandleAsync);
         }
         catch (Exception e)
         {
-            var message = e is WasmException or IOException ? e.Message : $"{e.GetType().Name}: {e.Message}";
+            var message = e is WasmException or IOException or ConfidentialSetupException ? e.Message : $"{e.GetType().Name}: {e.Message}";
             Log($"cannot start {spec.ModuleName}: {message}");
             Update(s => s with { State = WorkloadStates.Failed, Message = message, ExitCode = 1, EndedAt = DateTimeOffset.UtcNow });
             return 1;
         }
-        Update(s => s with { State = WorkloadStates.Running, StartedAt = DateTimeOffset.UtcNow, MemoryBytes = MemoryBytes });
+        Update(s => s with
+        {
+            State = WorkloadStates.Running,
+            StartedAt = DateTimeOffset.UtcNow,
+            MemoryBytes = MemoryBytes,
+            Confidential = spec.Confidential,
+            Measurement = measurement is null ? null : Convert.ToHexStringLower(measurement),
+        });
         // Test hook: a test may hold the program here, compiled but not started (see TestHook).
         if (hook?.At("launch", "start", spec.Id, null) == TestHook.Exit) TestHook.ExitNow();
         program.Start();
@@ -282,7 +307,7 @@ internal sealed partial class WorkloadRuntime : IDisposable
             incomingStreams = streams;
             SetPhase(IncomingPhases.Receiving, null);
             if (hook?.At("destination", "receiving", spec.Id, migrationId) is { } action) Apply(action, streams);
-            var destination = new DestinationMigration(CreateEnclave, OnPhase, TimeSpan.FromSeconds(60));
+            var destination = new DestinationMigration(CreateEnclave, OnPhase, TimeSpan.FromSeconds(60), IncomingHandshakeAsync);
             result = destination.RunAsync(streams, CancellationToken.None).GetAwaiter().GetResult();
         }
         catch (Exception e)
@@ -373,13 +398,34 @@ internal sealed partial class WorkloadRuntime : IDisposable
         var kernel = postCopy && PageTrackers.KernelPostCopy(setup.Tracking, out fallback);
         if (fallback is not null) Log(fallback);
         var compile = kernel ? CompileFor(false) with { FullyInterruptible = true } : CompileFor(postCopy);
+        IRecordProtector protector = new PlainRecordProtector();
+        if (setup.Confidential)
+        {
+            // The destination measures what it was sent itself: the handshake succeeds only if the source runs
+            // the same module under the same launch configuration.
+            spec = spec with { Confidential = true };
+            dir.WriteSpec(spec);
+            confidential = ConfidentialHost.Open(dir);
+            measurement = ConfidentialHost.Measure(moduleBytes, spec);
+            protector = incomingProtector = new SessionRecordProtector(setup.Streams);
+            incomingAdmission = new EpochAdmission(confidential.Epochs, measurement);
+            Update(s => s with { Confidential = true, Measurement = Convert.ToHexStringLower(measurement) });
+        }
         arrived = new EnclaveDestination(decoded, compile, new InstanceOptions { MaxMemoryBytes = setup.MemoryLimitBytes },
             state => GuestEnvironments.Restore(state, new WasiOptions()),
-            new PlainRecordProtector(), setup.Streams, kernelPostCopy: kernel);
+            protector, setup.Streams, kernelPostCopy: kernel, admission: incomingAdmission);
         Log($"receiving {setup.Name} ({MigrationNames.Name(setup.Strategy)}, {setup.MemoryBytes >> 20} MiB"
             + (postCopy ? $", post-copy faults served by {(kernel ? "userfaultfd" : "compiled presence checks")}" : "")
             + $"); module compiled in {started.ElapsedMilliseconds} ms");
         return arrived;
+    }
+
+    /// <summary>Confidential incoming migration: the destination's half of the attestation handshake.</summary>
+    private Task IncomingHandshakeAsync(Migration.Protocol.WorkloadSetup setup, Migration.Protocol.IHandshakeChannel channel, CancellationToken ct)
+    {
+        if (confidential is null || measurement is null || incomingProtector is null) throw new InvalidOperationException("not set up for a confidential workload");
+        if (!Guid.TryParse(spec.MigrationId, out var id)) throw new ConfidentialSetupException("no migration id to attest");
+        return confidential.HandshakeAsDestinationAsync(measurement, id, channel, incomingProtector, Log, ct);
     }
 
     private static string AgentNames(Migration.Protocol.Strategy s) => MigrationNames.Name(s);
@@ -402,6 +448,11 @@ internal sealed partial class WorkloadRuntime : IDisposable
                 break;
             case DestinationPhase.Running:
                 program = arrived!.Program;
+                if (incomingAdmission is { Identity: { } id })
+                {
+                    identity = id;
+                    epoch = incomingAdmission.Epoch;
+                }
                 var pending = arrived.PostCopy is { } pc && !pc.Completion.IsCompleted;
                 Update(s => s with
                 {
@@ -419,5 +470,9 @@ internal sealed partial class WorkloadRuntime : IDisposable
         }
     }
 
-    public void Dispose() => control?.Dispose();
+    public void Dispose()
+    {
+        control?.Dispose();
+        confidential?.Dispose();
+    }
 }

@@ -11,6 +11,19 @@ namespace Ferry.Enclave.Migration;
 public sealed record ArrivedState(long FrozenAtUnixNanos, int FinalRound, ulong MemoryBytes, ulong Epoch, int Frames, bool PostCopy);
 
 /// <summary>
+/// Admission of arriving state, decided inside the destination's trusted runtime (confidential workloads: the
+/// anti-rollback epoch check against the host's epoch store).
+/// </summary>
+public interface IStateAdmission
+{
+    /// <summary>Checks the authenticated state before the destination reports Ready; throws to refuse it.</summary>
+    void Admit(MigrationRecords.StateRecord state);
+
+    /// <summary>At the commit, before the guest starts: records the admission; throws if it can no longer be accepted.</summary>
+    void Commit();
+}
+
+/// <summary>
 /// The destination enclave's half of a migration: checks and applies protected page batches and the final
 /// state, then builds the guest and starts it. Batches from different streams may arrive interleaved and
 /// out of order across streams; within a stream the sequence numbers must be consecutive, and a page is only
@@ -33,6 +46,8 @@ public sealed class EnclaveDestination : IDisposable
     private PostCopyPages? postCopy;
     private KernelPostCopy? kernel;
     private readonly bool kernelPostCopy;
+    private readonly IStateAdmission? admission;
+    private ulong arrivedEpoch;
 
     /// <param name="kernelPostCopy">
     /// Serve post-copy with userfaultfd: the memory is registered (missing mode) when the state arrives, at its final
@@ -40,8 +55,9 @@ public sealed class EnclaveDestination : IDisposable
     /// </param>
     public EnclaveDestination(Module module, CompileOptions compile, InstanceOptions instanceOptions,
         Func<byte[], IGuestEnvironment> environmentFactory, IRecordProtector protector, int streams,
-        bool kernelPostCopy = false)
+        bool kernelPostCopy = false, IStateAdmission? admission = null)
     {
+        this.admission = admission;
         this.module = module;
         this.instanceOptions = instanceOptions;
         this.environmentFactory = environmentFactory;
@@ -192,6 +208,8 @@ public sealed class EnclaveDestination : IDisposable
             }
             EnsureSize(state.MemoryBytes);
         }
+        admission?.Admit(state);
+        arrivedEpoch = state.Epoch;
 
         var environment = environmentFactory(state.Environment);
         var linker = new Linker();
@@ -228,6 +246,24 @@ public sealed class EnclaveDestination : IDisposable
 
     /// <summary>Post-copy progress and fault statistics (null unless the state left pages pending).</summary>
     public PostCopyPages? PostCopy => postCopy;
+
+    /// <summary>Checks the source's protected commit decision (for the epoch of the state that arrived).</summary>
+    public void OpenCommit(ReadOnlySpan<byte> record)
+    {
+        if (record.Length > 128) throw new MigrationIntegrityException($"a commit record of {record.Length} bytes");
+        Span<byte> body = stackalloc byte[128];
+        int n;
+        lock (gate)
+        {
+            n = protector.Open(new RecordContext(MigrationRecordKind.Commit, 0, received[0]), record, body);
+            received[0]++;
+        }
+        if (n != 8 || System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(body) != arrivedEpoch)
+        {
+            throw new MigrationIntegrityException("the commit does not match the state that arrived");
+        }
+        admission?.Commit();
+    }
 
     /// <summary>Starts the guest where it stopped on the source; returns the time of its first instruction here.</summary>
     public long Start()

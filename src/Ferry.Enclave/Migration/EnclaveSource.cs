@@ -26,6 +26,9 @@ public sealed class EnclaveSource
 
     public GuestProgram Program => program;
 
+    /// <summary>Confidential workloads: the encoded workload identity sealed into the state with the epoch (empty otherwise).</summary>
+    public byte[] Identity { get; init; } = [];
+
     public ulong MemoryBytes => program.Instance.Memory?.Size ?? 0;
 
     public long PageCount => (long)(MemoryBytes / MigrationRecords.PageSize);
@@ -128,12 +131,28 @@ public sealed class EnclaveSource
             PendingPages = pendingPages,
             Environment = program.Environment.CaptureState(),
             Epoch = epoch,
+            Identity = Identity,
         };
         var plain = MigrationRecords.EncodeState(record, instance);
         var output = new byte[plain.Length + protector.Overhead];
         long seq;
         lock (sequences) seq = sequences[0]++;
         var n = protector.Protect(new RecordContext(MigrationRecordKind.State, 0, seq), plain, output);
+        return output[..n];
+    }
+
+    /// <summary>
+    /// The commit decision as a protected record for the control stream (carries the epoch): under a sealed protector
+    /// only this enclave can produce it, so nothing on the path can make the destination start the guest.
+    /// </summary>
+    public byte[] SealCommit(ulong epoch)
+    {
+        Span<byte> body = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(body, epoch);
+        var output = new byte[body.Length + protector.Overhead];
+        long seq;
+        lock (sequences) seq = sequences[0]++;
+        var n = protector.Protect(new RecordContext(MigrationRecordKind.Commit, 0, seq), body, output);
         return output[..n];
     }
 

@@ -36,6 +36,8 @@ public static class MigrationRecords
         public required byte[] Environment { get; init; }
         /// <summary>Migration epoch of the workload (anti-rollback for confidential workloads; 0 otherwise).</summary>
         public required ulong Epoch { get; init; }
+        /// <summary>Confidential workloads: the encoded <c>WorkloadIdentity</c> (measurement ‖ instance id) the epoch belongs to; empty otherwise.</summary>
+        public byte[] Identity { get; init; } = [];
     }
 
     public static byte[] EncodeState(StateRecord s, Instance instance)
@@ -58,6 +60,8 @@ public static class MigrationRecords
             w.Write(s.Environment.Length);
             w.Write(s.Environment);
             w.Write(s.Epoch);
+            w.Write(s.Identity.Length);
+            w.Write(s.Identity);
         }
         return ms.ToArray();
     }
@@ -81,6 +85,8 @@ public static class MigrationRecords
         var envLength = r.Count(1);
         var env = r.Bytes(envLength).ToArray();
         var epoch = r.U64();
+        var identityLength = r.Count(1);
+        var identity = identityLength > 0 ? r.Bytes(identityLength).ToArray() : [];
         r.ExpectEnd();
         return new StateRecord
         {
@@ -97,6 +103,7 @@ public static class MigrationRecords
             PendingPages = pending,
             Environment = env,
             Epoch = epoch,
+            Identity = identity,
         };
     }
 

@@ -8,6 +8,8 @@ public enum MigrationRecordKind : byte
 {
     PageBatch = 1,
     State = 2,
+    /// <summary>The source's commit decision (authenticated: only the source's enclave can make the destination start).</summary>
+    Commit = 3,
 }
 
 /// <summary>The context a record is bound to: replaying it in another place is detected.</summary>

@@ -30,13 +30,21 @@ public sealed class DestinationMigration
     private readonly Func<WorkloadSetup, ReadOnlyMemory<byte>, EnclaveDestination> createEnclave;
     private readonly Action<DestinationPhase, string?>? onPhase;
     private readonly TimeSpan peerTimeout;
+    private readonly Func<WorkloadSetup, IHandshakeChannel, CancellationToken, Task>? handshake;
 
+    /// <param name="handshake">
+    /// Confidential workloads (<see cref="WorkloadSetup.Confidential"/>): runs the destination's half of the
+    /// attestation handshake over the control stream after the enclave exists and before any page is accepted; it
+    /// must key the enclave's record protector. A confidential setup without it is refused.
+    /// </param>
     public DestinationMigration(Func<WorkloadSetup, ReadOnlyMemory<byte>, EnclaveDestination> createEnclave,
-        Action<DestinationPhase, string?>? onPhase = null, TimeSpan? peerTimeout = null)
+        Action<DestinationPhase, string?>? onPhase = null, TimeSpan? peerTimeout = null,
+        Func<WorkloadSetup, IHandshakeChannel, CancellationToken, Task>? handshake = null)
     {
         this.createEnclave = createEnclave;
         this.onPhase = onPhase;
         this.peerTimeout = peerTimeout ?? TimeSpan.FromSeconds(60);
+        this.handshake = handshake;
     }
 
     /// <summary>
@@ -70,6 +78,13 @@ public sealed class DestinationMigration
                 throw new ProtocolException("the module does not match its announced SHA-256");
             }
             enclave = createEnclave(setup, module);
+            if (setup.Confidential)
+            {
+                if (handshake is null) throw new ProtocolException("this destination cannot receive confidential workloads (no attestation handshake configured)");
+                using var bounded = CancellationTokenSource.CreateLinkedTokenSource(linked.Token);
+                bounded.CancelAfter(peerTimeout);
+                await handshake(setup, new FrameHandshakeChannel(control), bounded.Token).ConfigureAwait(false);
+            }
             var requests = System.Threading.Channels.Channel.CreateUnbounded<long[]>();
             enclave.SetPageRequester(pages => requests.Writer.TryWrite(pages));
             var applied = new SemaphoreSlim(0);
@@ -117,6 +132,7 @@ public sealed class DestinationMigration
             {
                 if (f.Type == MessageType.Abort) throw new MigrationAbortedException(System.Text.Encoding.UTF8.GetString(f.Payload));
                 if (f.Type != MessageType.Commit) throw new ProtocolException($"expected Commit, got {f.Type}");
+                enclave.OpenCommit(f.Payload);
             }
 
             // Committed: the source never runs the guest again. Start it here, whatever happens to the streams.

@@ -30,6 +30,12 @@ public sealed record MigrationOptions
     public Func<Guid, CancellationToken, Task<bool>>? ConfirmDestinationRunning { get; init; }
     /// <summary>May the source resume if, after commit, the destination is known not to run the guest? (No for confidential workloads: that would be a rollback.)</summary>
     public bool ResumeAfterFailedCommit { get; init; } = true;
+    /// <summary>
+    /// Confidential workloads: runs the attestation handshake with the destination's runtime over the control
+    /// stream, after the setup and before any page moves (the migration id and a channel that ferries opaque
+    /// messages). It must key the enclave's record protector; throwing aborts the migration (the source resumes).
+    /// </summary>
+    public Func<Guid, IHandshakeChannel, CancellationToken, Task>? Handshake { get; init; }
 }
 
 /// <summary>
@@ -59,6 +65,7 @@ public sealed class SourceMigration
     private readonly TaskCompletionSource<Frame> complete = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Channel<long[]> pageRequests = Channel.CreateUnbounded<long[]>();
     private long faults;
+    private MigrationAbortedException? peerAbort;
 
     public SourceMigration(EnclaveSource enclave, Func<IDirtyPageTracker>? trackerFactory, MigrationOptions options, IProgress<MigrationProgress>? progress = null)
     {
@@ -117,6 +124,12 @@ public sealed class SourceMigration
             for (var off = 0; off < module.Length; off += 16 << 20)
             {
                 await control.WriteAsync(MessageType.ModuleChunk, module.Slice(off, Math.Min(16 << 20, module.Length - off)), linked.Token).ConfigureAwait(false);
+            }
+            if (options.Handshake is { } handshake)
+            {
+                using var bounded = CancellationTokenSource.CreateLinkedTokenSource(linked.Token);
+                bounded.CancelAfter(options.PeerTimeout);
+                await handshake(migrationId, new FrameHandshakeChannel(control), bounded.Token).ConfigureAwait(false);
             }
             using (await control.ExpectAsync(MessageType.SetupAck, linked.Token).ConfigureAwait(false))
             {
@@ -217,7 +230,7 @@ public sealed class SourceMigration
             // Commit point: from here on the guest never runs on the source again (unless the destination
             // provably never started it and resuming is allowed).
             committed = true;
-            await control.WriteAsync(MessageType.Commit, Array.Empty<byte>(), linked.Token).ConfigureAwait(false);
+            await control.WriteAsync(MessageType.Commit, enclave.SealCommit(options.Epoch), linked.Token).ConfigureAwait(false);
             long resumedAt;
             using (var r = await WaitAsync(resumed.Task, "Resumed", linked.Token).ConfigureAwait(false)) resumedAt = Messages.ParseInt64(r.Payload);
             resumedAtNanos = resumedAt;
@@ -237,6 +250,13 @@ public sealed class SourceMigration
         }
         catch (Exception e) when (e is not MigrationFailedException)
         {
+            // A broken stream is often only the symptom: the destination refused something, said why on the control
+            // stream (Abort) and closed everything. Give that reason to the operator (bounded wait for it).
+            if (controlReader is not null && e is not MigrationAbortedException && Volatile.Read(ref peerAbort) is null)
+            {
+                await Task.WhenAny(controlReader, Task.Delay(TimeSpan.FromSeconds(2), CancellationToken.None)).ConfigureAwait(false);
+            }
+            if (Volatile.Read(ref peerAbort) is { } aborted && e is not MigrationAbortedException) e = aborted;
             await linked.CancelAsync().ConfigureAwait(false);
             var resumedHere = await HandleFailureAsync(e, ct).ConfigureAwait(false);
             await CloseAsync().ConfigureAwait(false);
@@ -321,17 +341,32 @@ public sealed class SourceMigration
         var before = BytesSent;
         var batches = Channel.CreateBounded<(int Start, int Count)>(options.Streams * 4);
         var workers = new Task[options.Streams];
+        // A worker that fails (its stream broke, the destination went away) stops the round: otherwise the producer
+        // would wait forever for room in the channel nobody reads any more.
+        using var roundFailed = CancellationTokenSource.CreateLinkedTokenSource(ct);
         for (var s = 0; s < options.Streams; s++)
         {
             var stream = s + 1;
             workers[s] = Task.Run(async () =>
             {
-                var buffer = new byte[enclave.MaxRecordBytes(options.BatchPages)];
-                await foreach (var (start, count) in batches.Reader.ReadAllAsync(ct).ConfigureAwait(false))
+                try
                 {
-                    var n = enclave.SealBatch(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(pages).Slice(start, count), round, stream, buffer);
-                    await streams[stream].WriteAsync(MessageType.PageBatch, buffer.AsMemory(0, n), ct).ConfigureAwait(false);
-                    Interlocked.Add(ref pagesSent, count);
+                    var buffer = new byte[enclave.MaxRecordBytes(options.BatchPages)];
+                    await foreach (var (start, count) in batches.Reader.ReadAllAsync(roundFailed.Token).ConfigureAwait(false))
+                    {
+                        var n = enclave.SealBatch(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(pages).Slice(start, count), round, stream, buffer);
+                        await streams[stream].WriteAsync(MessageType.PageBatch, buffer.AsMemory(0, n), roundFailed.Token).ConfigureAwait(false);
+                        Interlocked.Add(ref pagesSent, count);
+                    }
+                }
+                catch (OperationCanceledException) when (roundFailed.IsCancellationRequested && !ct.IsCancellationRequested)
+                {
+                    // Another worker failed; its exception reports why.
+                }
+                catch
+                {
+                    await roundFailed.CancelAsync().ConfigureAwait(false);
+                    throw;
                 }
             }, ct);
         }
@@ -339,9 +374,13 @@ public sealed class SourceMigration
         {
             for (var i = 0; i < pages.Count; i += options.BatchPages)
             {
-                await batches.Writer.WriteAsync((i, Math.Min(options.BatchPages, pages.Count - i)), ct).ConfigureAwait(false);
+                await batches.Writer.WriteAsync((i, Math.Min(options.BatchPages, pages.Count - i)), roundFailed.Token).ConfigureAwait(false);
                 progress?.Report(new MigrationProgress(guestRunning ? "pre-copy" : "final", round, Interlocked.Read(ref pagesSent), pages.Count, BytesSent));
             }
+        }
+        catch (OperationCanceledException) when (roundFailed.IsCancellationRequested && !ct.IsCancellationRequested)
+        {
+            // A worker failed: awaiting the workers below throws its exception.
         }
         finally
         {
@@ -414,6 +453,7 @@ public sealed class SourceMigration
                         break;
                     case MessageType.Abort:
                         using (f) failure = new MigrationAbortedException(System.Text.Encoding.UTF8.GetString(f.Payload));
+                        Volatile.Write(ref peerAbort, (MigrationAbortedException)failure);
                         break;
                     default:
                         using (f) failure = new ProtocolException($"unexpected {f.Type} on the control stream");

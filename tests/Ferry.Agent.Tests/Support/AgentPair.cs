@@ -99,14 +99,50 @@ public sealed class HookServer : IDisposable
 public sealed class AgentPair : IDisposable
 {
     public AgentPair()
+        : this(trustBeta: null)
+    {
+    }
+
+    private AgentPair(bool? trustBeta)
     {
         // Short paths: Unix socket paths are limited to 108 bytes.
         Root = Directory.CreateTempSubdirectory("fat-").FullName;
         Hook = new HookServer(System.IO.Path.Combine(Root, "hook.sock"));
         var env = new Dictionary<string, string> { ["FERRY_TEST_HOOK"] = Hook.Path };
-        A = new AgentProcess("alpha", System.IO.Path.Combine(Root, "a"), env);
-        B = new AgentProcess("beta", System.IO.Path.Combine(Root, "b"), env);
+        var a = System.IO.Path.Combine(Root, "a");
+        var b = System.IO.Path.Combine(Root, "b");
+        string[] extra = [];
+        if (trustBeta is { } withBeta)
+        {
+            // The fleet trust file, built the way an operator does: each host's `ferry attest` entry.
+            TrustFile = System.IO.Path.Combine(Root, "trust.json");
+            var entries = new List<string> { AttestEntry(a, "alpha") };
+            var betaEntry = AttestEntry(b, "beta");
+            if (withBeta) entries.Add(betaEntry);
+            File.WriteAllText(TrustFile, $"{{\"format\": \"ferry-trust/1\", \"platforms\": [{string.Join(",", entries)}]}}");
+            extra = ["--trust", TrustFile];
+        }
+        A = new AgentProcess("alpha", a, env, extra);
+        B = new AgentProcess("beta", b, env, extra);
     }
+
+    /// <summary>
+    /// Two agents sharing one fleet trust file (--trust) that lists alpha's platform key and, if
+    /// <paramref name="trustBeta"/>, beta's: for confidential workloads.
+    /// </summary>
+    public static AgentPair WithTrustFile(bool trustBeta = true) => new(trustBeta);
+
+    /// <summary>`ferry attest --state-dir DIR --name NAME --json` → the trust-file entry (creates the platform key).</summary>
+    public static string AttestEntry(string stateDir, string name)
+    {
+        var r = Repo.Ferry("attest", "--state-dir", stateDir, "--name", name, "--json");
+        Assert.True(r.ExitCode == 0, $"ferry attest failed: {r}");
+        using var doc = JsonDocument.Parse(r.Stdout);
+        return doc.RootElement.GetProperty("entry").GetRawText();
+    }
+
+    /// <summary>The shared trust file (<see cref="WithTrustFile"/> pairs only).</summary>
+    public string? TrustFile { get; }
 
     public string Root { get; }
     public AgentProcess A { get; }
@@ -123,12 +159,15 @@ public sealed class AgentPair : IDisposable
     /// migration happens while it runs, however slow the machine. <paramref name="extra"/> may act at later
     /// phases. Returns the workload id and the finished `ferry migrate` run.
     /// </summary>
+    /// <param name="runOptions">Options for `ferry run` (e.g. --confidential).</param>
+    /// <param name="to">The URL the migration goes to (default B's; e.g. a proxy in front of it).</param>
+    /// <param name="module">A module file to run instead of the suite's <paramref name="workload"/>.</param>
     public async Task<(string Id, RunResult Migrate)> MigrateMidRunAsync(string workload, string[] args, string[] migrateArgs,
-        Func<HookEvent, Task<string>>? extra = null)
+        Func<HookEvent, Task<string>>? extra = null, string[]? runOptions = null, string? to = null, string? module = null)
     {
         var start = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         Hook.HoldNextStart(start.Task);
-        var id = Run(A, workload, args);
+        var id = RunModule(A, module ?? Repo.Wasm(workload), runOptions ?? [], args);
         var progressed = WaitForLineAsync(A, id, "progress ");
         Hook.On(id, async ev =>
         {
@@ -140,16 +179,19 @@ public sealed class AgentPair : IDisposable
             }
             return extra is null ? "continue" : await extra(ev);
         });
-        var migrate = await Task.Run(() => Repo.Ferry(["migrate", id, "--from", A.Url, "--to", B.Url, "--json", .. migrateArgs]));
+        var migrate = await Task.Run(() => Repo.Ferry(["migrate", id, "--from", A.Url, "--to", to ?? B.Url, "--json", .. migrateArgs]));
         start.TrySetResult(); // if the migration failed before "accepted", the program starts now
         await progressed;
         return (id, migrate);
     }
 
     /// <summary>`ferry run --on A module ARGS…` → the workload id.</summary>
-    public string Run(AgentProcess on, string workload, params string[] args)
+    public string Run(AgentProcess on, string workload, params string[] args) => RunModule(on, Repo.Wasm(workload), [], args);
+
+    /// <summary>`ferry run --on A OPTIONS… module.wasm ARGS…` → the workload id.</summary>
+    public string RunModule(AgentProcess on, string module, string[] runOptions, string[] args)
     {
-        var r = Repo.Ferry(["run", "--on", on.Url, Repo.Wasm(workload), .. args]);
+        var r = Repo.Ferry(["run", "--on", on.Url, .. runOptions, module, .. args]);
         Assert.True(r.ExitCode == 0, $"ferry run --on failed: {r}\nagent log:\n{on.Log}");
         var id = r.Stdout.Trim();
         Assert.Matches("^[0-9a-f]{8}$", id);

@@ -107,14 +107,16 @@ public static class Repo
 public sealed class AgentProcess : IDisposable
 {
     private readonly Dictionary<string, string> env;
+    private readonly string[] extraArgs;
     private Process? process;
     private readonly StringBuilder log = new();
 
-    public AgentProcess(string name, string stateDir, Dictionary<string, string>? env = null)
+    public AgentProcess(string name, string stateDir, Dictionary<string, string>? env = null, string[]? extraArgs = null)
     {
         Name = name;
         StateDir = stateDir;
         this.env = env ?? [];
+        this.extraArgs = extraArgs ?? [];
         Start(0);
     }
 
@@ -133,7 +135,7 @@ public sealed class AgentProcess : IDisposable
     private void Start(int port)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, WorkingDirectory = Repo.Root };
-        foreach (var a in new[] { Repo.FerryDll, "agent", "--listen", $"127.0.0.1:{port}", "--name", Name, "--state-dir", StateDir }) psi.ArgumentList.Add(a);
+        foreach (var a in new[] { Repo.FerryDll, "agent", "--listen", $"127.0.0.1:{port}", "--name", Name, "--state-dir", StateDir }.Concat(extraArgs)) psi.ArgumentList.Add(a);
         foreach (var (k, v) in env) psi.Environment[k] = v;
         var p = Process.Start(psi)!;
         p.StandardInput.Close();

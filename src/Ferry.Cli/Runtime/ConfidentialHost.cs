@@ -1,0 +1,165 @@
+using Ferry.Agent.Api;
+using Ferry.Agent.Workloads;
+using Ferry.Enclave.Confidential;
+using Ferry.Enclave.Migration;
+using Ferry.Migration.Protocol;
+
+namespace Ferry.Cli.Runtime;
+
+/// <summary>A confidential workload cannot be run or received here (no usable platform key, trust file or epoch store).</summary>
+internal sealed class ConfidentialSetupException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>
+/// The trusted runtime's view of its host for confidential workloads: the software TEE backend (platform key in the
+/// agent's state dir), the fleet trust file the agent was given, and the host's epoch store. The agent passes the
+/// locations in the runtime's environment (<see cref="RuntimeProcesses.StateDirVariable"/>,
+/// <see cref="RuntimeProcesses.TrustFileVariable"/>); without them the state dir is the one holding the workload's
+/// directory and the trust file is STATE/trust.json.
+/// </summary>
+internal sealed class ConfidentialHost : IDisposable
+{
+    private ConfidentialHost(SoftwareTeeBackend tee, string stateDir, string trustFile, string agentName)
+    {
+        Tee = tee;
+        StateDir = stateDir;
+        TrustFile = trustFile;
+        AgentName = agentName;
+        Epochs = new EpochStore(tee, stateDir);
+    }
+
+    public SoftwareTeeBackend Tee { get; }
+    public string StateDir { get; }
+    public string TrustFile { get; }
+    public string AgentName { get; }
+    public EpochStore Epochs { get; }
+
+    public static ConfidentialHost Open(WorkloadDirectory dir)
+    {
+        var stateDir = Environment.GetEnvironmentVariable(RuntimeProcesses.StateDirVariable);
+        if (string.IsNullOrEmpty(stateDir)) stateDir = Path.GetDirectoryName(Path.GetDirectoryName(dir.Path))!;
+        var trust = Environment.GetEnvironmentVariable(RuntimeProcesses.TrustFileVariable);
+        if (string.IsNullOrEmpty(trust)) trust = Path.Combine(stateDir, "trust.json");
+        var name = Environment.GetEnvironmentVariable(RuntimeProcesses.AgentNameVariable) ?? "this host";
+        try
+        {
+            return new ConfidentialHost(SoftwareTeeBackend.OpenOrCreate(stateDir), stateDir, trust, name);
+        }
+        catch (ConfidentialException e)
+        {
+            throw new ConfidentialSetupException($"confidential workloads cannot run on {name}: {e.Message}", e);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ConfidentialSetupException($"confidential workloads cannot run on {name}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>The fleet trust file, read afresh (an operator may have added hosts since the last migration).</summary>
+    public TrustStore LoadTrust()
+    {
+        if (!File.Exists(TrustFile))
+        {
+            throw new ConfidentialSetupException(
+                $"no trust file at {TrustFile} on {AgentName}: collect every host's `ferry attest --state-dir DIR` entry into it (or start the agent with --trust FILE)");
+        }
+        try
+        {
+            return TrustStore.Load(TrustFile);
+        }
+        catch (ConfidentialException e)
+        {
+            throw new ConfidentialSetupException($"the trust file of {AgentName} is not usable: {e.Message}", e);
+        }
+    }
+
+    /// <summary>
+    /// The measurement of a workload as its runtime launches it: module bytes and what the guest observes (argv with
+    /// the module name as argv[0], the environment in order, the memory limit, the _start entry, confidential).
+    /// </summary>
+    public static byte[] Measure(ReadOnlySpan<byte> module, WorkloadSpec spec) =>
+        Measurement.Compute(module, new LaunchConfig
+        {
+            Args = [spec.ModuleName, .. spec.Args],
+            Env = [.. spec.Env.Select(Pair)],
+            MaxMemoryBytes = spec.MemoryLimitBytes,
+            Confidential = true,
+        });
+
+    private static KeyValuePair<string, string> Pair(string entry)
+    {
+        var eq = entry.IndexOf('=', StringComparison.Ordinal);
+        return eq < 0 ? new(entry, "") : new(entry[..eq], entry[(eq + 1)..]);
+    }
+
+    /// <summary>Source half of the attestation handshake; keys <paramref name="protector"/> once both sides are attested.</summary>
+    public async Task HandshakeAsSourceAsync(byte[] measurement, Guid migrationId, IHandshakeChannel channel, SessionRecordProtector protector, Action<string> log, CancellationToken ct)
+    {
+        var trust = LoadTrust();
+        using var session = MigrationSession.CreateSource(Tee, trust, measurement, migrationId);
+        try
+        {
+            await channel.SendAsync(session.Start(), ct).ConfigureAwait(false);
+            var quote = await channel.ReceiveAsync(ct).ConfigureAwait(false);
+            await channel.SendAsync(session.ReceiveDestinationQuote(quote), ct).ConfigureAwait(false);
+            session.ReceiveConfirmation(await channel.ReceiveAsync(ct).ConfigureAwait(false));
+        }
+        catch (ConfidentialException e)
+        {
+            throw new ConfidentialSetupException($"the destination runtime was not accepted: {e.Message}", e);
+        }
+        protector.Attach(session);
+        log($"attested destination runtime on platform '{session.PeerPlatform?.Name}' (measurement {Measurement.Short(measurement)}); records are sealed");
+    }
+
+    /// <summary>Destination half of the attestation handshake.</summary>
+    public async Task HandshakeAsDestinationAsync(byte[] measurement, Guid migrationId, IHandshakeChannel channel, SessionRecordProtector protector, Action<string> log, CancellationToken ct)
+    {
+        var trust = LoadTrust();
+        using var session = MigrationSession.CreateDestination(Tee, trust, measurement, migrationId);
+        try
+        {
+            var quote = session.Respond(await channel.ReceiveAsync(ct).ConfigureAwait(false));
+            await channel.SendAsync(quote, ct).ConfigureAwait(false);
+            var confirmation = session.ReceiveSourceQuote(await channel.ReceiveAsync(ct).ConfigureAwait(false));
+            await channel.SendAsync(confirmation, ct).ConfigureAwait(false);
+        }
+        catch (ConfidentialException e)
+        {
+            throw new ConfidentialSetupException($"the destination runtime on {AgentName} did not accept the source: {e.Message}", e);
+        }
+        protector.Attach(session);
+        log($"attested source runtime on platform '{session.PeerPlatform?.Name}' (measurement {Measurement.Short(measurement)}); records are sealed");
+    }
+
+    public void Dispose() => Tee.Dispose();
+}
+
+/// <summary>
+/// The destination's anti-rollback check: the state must carry this workload's identity (same measurement) and an
+/// epoch newer than any this host accepted for it; the epoch is recorded at the commit.
+/// </summary>
+internal sealed class EpochAdmission(IEpochStore store, byte[] measurement) : IStateAdmission
+{
+    public WorkloadIdentity? Identity { get; private set; }
+    public ulong Epoch { get; private set; }
+
+    public void Admit(MigrationRecords.StateRecord state)
+    {
+        if (state.Identity.Length != WorkloadIdentity.EncodedSize) throw new MigrationIntegrityException("the confidential state carries no workload identity");
+        var identity = WorkloadIdentity.Decode(state.Identity);
+        if (!identity.Measurement.AsSpan().SequenceEqual(measurement)) throw new MigrationIntegrityException("the state belongs to a workload of another measurement");
+        if (state.Epoch == 0) throw new MigrationIntegrityException("the confidential state carries no epoch");
+        if (store.LastAccepted(identity) is { } last && last >= state.Epoch)
+        {
+            throw new MigrationIntegrityException($"stale epoch: this host already accepted epoch {last} of workload {identity}, the state carries {state.Epoch} (rollback or fork refused)");
+        }
+        Identity = identity;
+        Epoch = state.Epoch;
+    }
+
+    public void Commit()
+    {
+        var identity = Identity ?? throw new InvalidOperationException("no state was admitted");
+        if (!store.TryAccept(identity, Epoch)) throw new MigrationIntegrityException($"stale epoch {Epoch} of workload {identity} at commit (rollback or fork refused)");
+    }
+}

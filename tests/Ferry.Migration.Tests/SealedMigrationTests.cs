@@ -1,0 +1,297 @@
+using System.Net;
+using System.Security.Cryptography;
+using Ferry.Enclave.Confidential;
+using Ferry.Enclave.Migration;
+using Ferry.Enclave.Runtime;
+using Ferry.Migration.Protocol;
+using Ferry.Migration.Strategies;
+using Ferry.Migration.Transport;
+using Ferry.Wasm.Compilation;
+using Ferry.Wasm.Runtime;
+
+namespace Ferry.Migration.Tests;
+
+/// <summary>
+/// <see cref="SessionRecordProtector"/> keyed from a real attested <see cref="MigrationSession"/> (software backend,
+/// two platform keys in temporary dirs, one trust file), alone and driving a whole migration over loopback TCP.
+/// </summary>
+public sealed class SealedMigrationTests : IDisposable
+{
+    private static readonly byte[] WriterBytes = Wat.ToWasm(Programs.Writer);
+    private readonly string root = Directory.CreateTempSubdirectory("ferry-smt-").FullName;
+    private readonly SoftwareTeeBackend alpha;
+    private readonly SoftwareTeeBackend beta;
+    private readonly TrustStore trust;
+    private readonly byte[] measurement = SHA256.HashData("sealed migration tests"u8);
+
+    public SealedMigrationTests()
+    {
+        alpha = SoftwareTeeBackend.OpenOrCreate(Path.Combine(root, "a"));
+        beta = SoftwareTeeBackend.OpenOrCreate(Path.Combine(root, "b"));
+        trust = TrustStore.Create([alpha.TrustEntry("alpha"), beta.TrustEntry("beta")]);
+    }
+
+    public void Dispose()
+    {
+        alpha.Dispose();
+        beta.Dispose();
+        Directory.Delete(root, recursive: true);
+    }
+
+    private (SessionRecordProtector Source, SessionRecordProtector Destination) KeyedPair(int streams)
+    {
+        var id = Guid.NewGuid();
+        using var s = MigrationSession.CreateSource(alpha, trust, measurement, id);
+        using var d = MigrationSession.CreateDestination(beta, trust, measurement, id);
+        var m2 = d.Respond(s.Start());
+        var m4 = d.ReceiveSourceQuote(s.ReceiveDestinationQuote(m2));
+        s.ReceiveConfirmation(m4);
+        var source = new SessionRecordProtector(streams);
+        var destination = new SessionRecordProtector(streams);
+        source.Attach(s);
+        destination.Attach(d);
+        return (source, destination);
+    }
+
+    private static byte[] Protect(SessionRecordProtector p, MigrationRecordKind kind, int stream, long seq, byte[] plain)
+    {
+        var output = new byte[plain.Length + p.Overhead];
+        var n = p.Protect(new RecordContext(kind, stream, seq), plain, output);
+        Assert.Equal(output.Length, n);
+        return output;
+    }
+
+    private static byte[] Open(SessionRecordProtector p, MigrationRecordKind kind, int stream, long seq, byte[] record)
+    {
+        var plain = new byte[record.Length];
+        var n = p.Open(new RecordContext(kind, stream, seq), record, plain);
+        return plain[..n];
+    }
+
+    [Fact]
+    public void Records_open_in_order_and_hide_their_contents()
+    {
+        var (src, dst) = KeyedPair(3);
+        var page = new byte[4096];
+        for (var i = 0; i < page.Length; i++) page[i] = (byte)(i * 7 + 1);
+        var r0 = Protect(src, MigrationRecordKind.PageBatch, 1, 0, page);
+        var r1 = Protect(src, MigrationRecordKind.PageBatch, 1, 1, page);
+        var state = Protect(src, MigrationRecordKind.State, 0, 0, [1, 2, 3]);
+        Assert.True(r0.AsSpan().IndexOf(page.AsSpan(0, 64)) < 0, "the page is visible in its sealed record");
+        Assert.False(r0.AsSpan().SequenceEqual(r1), "two records of the same page must differ (nonce per sequence)");
+        Assert.Equal(page, Open(dst, MigrationRecordKind.PageBatch, 1, 0, r0));
+        Assert.Equal(page, Open(dst, MigrationRecordKind.PageBatch, 1, 1, r1));
+        Assert.Equal([1, 2, 3], Open(dst, MigrationRecordKind.State, 0, 0, state));
+    }
+
+    [Fact]
+    public void Modified_replayed_reordered_or_relabelled_records_are_refused()
+    {
+        var page = new byte[4096];
+        RandomNumberGenerator.Fill(page);
+
+        var (src, dst) = KeyedPair(2);
+        var r = Protect(src, MigrationRecordKind.PageBatch, 1, 0, page);
+        r[100] ^= 1;
+        Assert.Contains("Tampered", Assert.Throws<MigrationIntegrityException>(() => Open(dst, MigrationRecordKind.PageBatch, 1, 0, r)).Message);
+
+        (src, dst) = KeyedPair(2);
+        var first = Protect(src, MigrationRecordKind.PageBatch, 1, 0, page);
+        Open(dst, MigrationRecordKind.PageBatch, 1, 0, first);
+        Assert.Contains("Replayed", Assert.Throws<MigrationIntegrityException>(() => Open(dst, MigrationRecordKind.PageBatch, 1, 1, first)).Message);
+
+        (src, dst) = KeyedPair(2);
+        Protect(src, MigrationRecordKind.PageBatch, 1, 0, page);
+        var second = Protect(src, MigrationRecordKind.PageBatch, 1, 1, page);
+        Assert.Contains("OutOfOrder", Assert.Throws<MigrationIntegrityException>(() => Open(dst, MigrationRecordKind.PageBatch, 1, 0, second)).Message);
+
+        (src, dst) = KeyedPair(2);
+        var onStream1 = Protect(src, MigrationRecordKind.PageBatch, 1, 0, page);
+        Assert.Throws<MigrationIntegrityException>(() => Open(dst, MigrationRecordKind.PageBatch, 0, 0, onStream1));
+
+        (src, dst) = KeyedPair(2);
+        var commit = Protect(src, MigrationRecordKind.Commit, 0, 0, [0, 0, 0, 0, 0, 0, 0, 2]);
+        Assert.Throws<MigrationIntegrityException>(() => Open(dst, MigrationRecordKind.State, 0, 0, commit));
+
+        // Another session's keys (a recorded migration replayed into a new one) open nothing.
+        var (other, _) = KeyedPair(2);
+        (_, dst) = KeyedPair(2);
+        var foreign = Protect(other, MigrationRecordKind.PageBatch, 1, 0, page);
+        Assert.Throws<MigrationIntegrityException>(() => Open(dst, MigrationRecordKind.PageBatch, 1, 0, foreign));
+    }
+
+    [Fact]
+    public void Nothing_is_sealed_or_opened_before_the_handshake()
+    {
+        var p = new SessionRecordProtector(2);
+        Assert.Throws<InvalidOperationException>(() => p.Protect(new RecordContext(MigrationRecordKind.PageBatch, 1, 0), new byte[8], new byte[64]));
+        Assert.Throws<MigrationIntegrityException>(() => p.Open(new RecordContext(MigrationRecordKind.PageBatch, 1, 0), new byte[64], new byte[64]));
+    }
+
+    [Fact]
+    public async Task A_batch_dropped_at_the_end_of_a_stream_is_caught_by_the_sealed_state_counts()
+    {
+        var (src, dst) = KeyedPair(2);
+        var env = new GateEnvironment(open: false);
+        using var program = GuestProgram.Create(Wat.Load(WriterBytes), env, CompileOptions.Default with { DirtyTracking = true }, InstanceOptions.Default);
+        program.Start();
+        await env.Waiting.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        var source = new EnclaveSource(program, src, 2);
+        await source.FreezeAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        using var destination = new EnclaveDestination(Wat.Load(WriterBytes), CompileOptions.Default, InstanceOptions.Default,
+            _ => new GateEnvironment(open: true), dst, 2);
+        var buffer = new byte[source.MaxRecordBytes(1)];
+        var records = new List<byte[]>();
+        for (var page = 0; page < 3; page++)
+        {
+            var n = source.SealBatch([page], 0, 1, buffer);
+            records.Add(buffer[..n]);
+        }
+        var state = source.SealState(0, null, 0);
+        destination.ApplyBatch(1, records[0]);
+        destination.ApplyBatch(1, records[1]); // the last batch never arrives
+        var arrived = destination.OpenState(state);
+        Assert.Contains("3 batches were sent, 2 arrived", Assert.Throws<MigrationIntegrityException>(() => destination.CompleteState(arrived)).Message);
+        source.Unfreeze();
+    }
+
+    [Theory]
+    [InlineData(Strategy.StopCopy)]
+    [InlineData(Strategy.PreCopy)]
+    [InlineData(Strategy.PostCopy)]
+    public async Task Sealed_migration_with_the_handshake_over_the_control_stream_finishes_with_the_uninterrupted_result(Strategy strategy)
+    {
+        var env0 = new GateEnvironment(open: true);
+        long expected;
+        using (var reference = GuestProgram.Create(Wat.Load(WriterBytes), env0, CompileOptions.Default, InstanceOptions.Default))
+        {
+            reference.Start();
+            expected = await env0.Done.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+        using var listener = new TcpStreamListener(IPAddress.Loopback);
+        var sourceEnv = new GateEnvironment(open: false);
+        using var program = GuestProgram.Create(Wat.Load(WriterBytes), sourceEnv, CompileOptions.Default with { DirtyTracking = true }, InstanceOptions.Default);
+        program.Start();
+        await sourceEnv.Waiting.Task.WaitAsync(TimeSpan.FromSeconds(30));
+
+        const int streams = 3;
+        using var sealer = new SessionRecordProtector(streams + 1);
+        using var opener = new SessionRecordProtector(streams + 1);
+        GateEnvironment? destinationEnv = null;
+        var options = new MigrationOptions
+        {
+            Strategy = strategy,
+            Streams = streams,
+            Epoch = 2,
+            ResumeAfterFailedCommit = false,
+            Handshake = async (id, channel, ct) =>
+            {
+                using var s = MigrationSession.CreateSource(alpha, trust, measurement, id);
+                await channel.SendAsync(s.Start(), ct);
+                await channel.SendAsync(s.ReceiveDestinationQuote(await channel.ReceiveAsync(ct)), ct);
+                s.ReceiveConfirmation(await channel.ReceiveAsync(ct));
+                sealer.Attach(s);
+            },
+        };
+        var destination = new DestinationMigration((setup, module) =>
+        {
+            var postCopy = setup.Strategy is Strategy.PostCopy or Strategy.Hybrid;
+            return new EnclaveDestination(Wat.Load(module.ToArray()), CompileOptions.Default with { PresenceChecks = postCopy }, InstanceOptions.Default,
+                _ => destinationEnv = new GateEnvironment(open: true), opener, setup.Streams);
+        }, handshake: async (setup, channel, ct) =>
+        {
+            using var d = MigrationSession.CreateDestination(beta, trust, measurement, Guid.Parse(setup.MigrationId));
+            await channel.SendAsync(d.Respond(await channel.ReceiveAsync(ct)), ct);
+            await channel.SendAsync(d.ReceiveSourceQuote(await channel.ReceiveAsync(ct)), ct);
+            opener.Attach(d);
+        });
+        var destTask = Task.Run(async () => await destination.RunAsync(await listener.AcceptAsync(streams + 1, default), default));
+        var setupTemplate = new WorkloadSetup
+        {
+            MigrationId = "",
+            WorkloadId = "w1",
+            Name = "writer",
+            ModuleSha256 = Convert.ToHexStringLower(SHA256.HashData(WriterBytes)),
+            ModuleBytes = WriterBytes.Length,
+            Strategy = strategy,
+            Tracking = TrackingMethod.Compiler,
+            Streams = 0,
+            MemoryBytes = 0,
+            Confidential = true,
+        };
+        var migration = new SourceMigration(new EnclaveSource(program, sealer, streams + 1),
+            () => new Ferry.Enclave.Tracking.CompilerDirtyTracker(program.Instance.State), options);
+        var run = migration.RunAsync(new TcpConnector(listener.Endpoint), setupTemplate, WriterBytes, default);
+        sourceEnv.Gate.Set();
+        var report = await run.WaitAsync(TimeSpan.FromSeconds(60));
+        var dest = await destTask.WaitAsync(TimeSpan.FromSeconds(30));
+        await dest.PostCopy.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.True(report.Succeeded);
+        Assert.True(sealer.IsKeyed && opener.IsKeyed);
+        Assert.Equal(2UL, dest.State.Epoch);
+        Assert.Equal(GuestEndKind.Exited, (await dest.Enclave.Program!.Completion.WaitAsync(TimeSpan.FromSeconds(60))).Kind);
+        Assert.Equal(expected, await destinationEnv!.Done.Task.WaitAsync(TimeSpan.FromSeconds(5)));
+    }
+
+    [Fact]
+    public async Task A_refused_handshake_aborts_before_any_page_and_the_source_resumes()
+    {
+        using var listener = new TcpStreamListener(IPAddress.Loopback);
+        var sourceEnv = new GateEnvironment(open: false);
+        using var program = GuestProgram.Create(Wat.Load(WriterBytes), sourceEnv, CompileOptions.Default with { DirtyTracking = true }, InstanceOptions.Default);
+        program.Start();
+        await sourceEnv.Waiting.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        using var sealer = new SessionRecordProtector(2);
+        using var opener = new SessionRecordProtector(2);
+        var onlyAlpha = TrustStore.Create([alpha.TrustEntry("alpha")]);
+        var options = new MigrationOptions
+        {
+            Strategy = Strategy.StopCopy,
+            Streams = 1,
+            Handshake = async (id, channel, ct) =>
+            {
+                using var s = MigrationSession.CreateSource(alpha, onlyAlpha, measurement, id);
+                await channel.SendAsync(s.Start(), ct);
+                await channel.SendAsync(s.ReceiveDestinationQuote(await channel.ReceiveAsync(ct)), ct);
+                s.ReceiveConfirmation(await channel.ReceiveAsync(ct));
+                sealer.Attach(s);
+            },
+        };
+        var destination = new DestinationMigration((setup, module) => new EnclaveDestination(Wat.Load(module.ToArray()), CompileOptions.Default,
+            InstanceOptions.Default, _ => new GateEnvironment(open: true), opener, setup.Streams), handshake: async (setup, channel, ct) =>
+        {
+            using var d = MigrationSession.CreateDestination(beta, trust, measurement, Guid.Parse(setup.MigrationId));
+            await channel.SendAsync(d.Respond(await channel.ReceiveAsync(ct)), ct);
+            await channel.SendAsync(d.ReceiveSourceQuote(await channel.ReceiveAsync(ct)), ct);
+            opener.Attach(d);
+        });
+        var destTask = Task.Run(async () => await destination.RunAsync(await listener.AcceptAsync(2, default), default));
+        var setupTemplate = new WorkloadSetup
+        {
+            MigrationId = "",
+            WorkloadId = "w1",
+            Name = "writer",
+            ModuleSha256 = Convert.ToHexStringLower(SHA256.HashData(WriterBytes)),
+            ModuleBytes = WriterBytes.Length,
+            Strategy = Strategy.StopCopy,
+            Tracking = TrackingMethod.Compiler,
+            Streams = 0,
+            MemoryBytes = 0,
+            Confidential = true,
+        };
+        var migration = new SourceMigration(new EnclaveSource(program, sealer, 2), null, options);
+        var e = await Assert.ThrowsAsync<MigrationFailedException>(() => migration.RunAsync(new TcpConnector(listener.Endpoint), setupTemplate, WriterBytes, default).WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.True(e.SourceResumed);
+        Assert.Contains("untrusted platform", e.Message);
+        Assert.False(sealer.IsKeyed);
+        await Assert.ThrowsAnyAsync<Exception>(() => destTask.WaitAsync(TimeSpan.FromSeconds(30)));
+        // The guest never stopped being the one copy: it runs on to the uninterrupted result.
+        sourceEnv.Gate.Set();
+        sourceEnv.SecondGate.Set();
+        Assert.Equal(GuestEndKind.Exited, (await program.Completion.WaitAsync(TimeSpan.FromSeconds(60))).Kind);
+        var env0 = new GateEnvironment(open: true);
+        using var reference = GuestProgram.Create(Wat.Load(WriterBytes), env0, CompileOptions.Default, InstanceOptions.Default);
+        reference.Start();
+        Assert.Equal(await env0.Done.Task.WaitAsync(TimeSpan.FromSeconds(30)), await sourceEnv.Done.Task.WaitAsync(TimeSpan.FromSeconds(5)));
+    }
+}
