@@ -120,12 +120,57 @@ public sealed class SealedMigrationTests : IDisposable
         Assert.Throws<MigrationIntegrityException>(() => Open(dst, MigrationRecordKind.PageBatch, 1, 0, foreign));
     }
 
+    private static byte[] Reply(IRecordProtector p, MigrationRecordKind kind, long seq, byte[] body)
+    {
+        var output = new byte[body.Length + p.Overhead];
+        var n = p.ProtectReply(new RecordContext(kind, 0, seq), body, output);
+        return output[..n];
+    }
+
+    private static byte[] OpenReply(SessionRecordProtector p, MigrationRecordKind kind, long seq, byte[] record)
+    {
+        var plain = new byte[record.Length];
+        var n = p.OpenReply(new RecordContext(kind, 0, seq), record, plain);
+        return plain[..n];
+    }
+
+    [Fact]
+    public void The_destinations_Ready_and_Resumed_replies_are_authenticated_so_nobody_else_can_make_the_source_commit()
+    {
+        // Authentic replies open in order.
+        var (src, dst) = KeyedPair(2);
+        var ready = Reply(dst, MigrationRecordKind.Ready, 0, [4, 1, 0, 0, 0, 0, 0, 0, 0]);
+        var resumed = Reply(dst, MigrationRecordKind.Resumed, 1, [5, 1, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0]);
+        Assert.Equal(9, OpenReply(src, MigrationRecordKind.Ready, 0, ready).Length);
+        Assert.Equal(17, OpenReply(src, MigrationRecordKind.Resumed, 1, resumed).Length);
+
+        // A Ready forged on the path (a plain, checksummed record), the source's own commit reflected back, a Ready
+        // from another migration's destination, and the Ready replayed as the Resumed: all refused.
+        (src, dst) = KeyedPair(2);
+        Assert.Throws<MigrationIntegrityException>(() => OpenReply(src, MigrationRecordKind.Ready, 0, Reply(new PlainRecordProtector(), MigrationRecordKind.Ready, 0, new byte[9])));
+        (src, dst) = KeyedPair(2);
+        var commit = Protect(src, MigrationRecordKind.Commit, 0, 0, new byte[8]);
+        Assert.Throws<MigrationIntegrityException>(() => OpenReply(src, MigrationRecordKind.Ready, 0, commit));
+        var (_, otherDestination) = KeyedPair(2);
+        (src, _) = KeyedPair(2);
+        Assert.Throws<MigrationIntegrityException>(() => OpenReply(src, MigrationRecordKind.Ready, 0, Reply(otherDestination, MigrationRecordKind.Ready, 0, new byte[9])));
+        (src, dst) = KeyedPair(2);
+        ready = Reply(dst, MigrationRecordKind.Ready, 0, new byte[9]);
+        OpenReply(src, MigrationRecordKind.Ready, 0, ready);
+        Assert.Throws<MigrationIntegrityException>(() => OpenReply(src, MigrationRecordKind.Resumed, 1, ready));
+        // Nor can a reply be passed off as a source record at the destination.
+        (src, dst) = KeyedPair(2);
+        Assert.Throws<MigrationIntegrityException>(() => Open(dst, MigrationRecordKind.Commit, 0, 0, Reply(dst, MigrationRecordKind.Ready, 0, new byte[9])));
+    }
+
     [Fact]
     public void Nothing_is_sealed_or_opened_before_the_handshake()
     {
         var p = new SessionRecordProtector(2);
         Assert.Throws<InvalidOperationException>(() => p.Protect(new RecordContext(MigrationRecordKind.PageBatch, 1, 0), new byte[8], new byte[64]));
         Assert.Throws<MigrationIntegrityException>(() => p.Open(new RecordContext(MigrationRecordKind.PageBatch, 1, 0), new byte[64], new byte[64]));
+        Assert.Throws<InvalidOperationException>(() => p.ProtectReply(new RecordContext(MigrationRecordKind.Ready, 0, 0), new byte[9], new byte[64]));
+        Assert.Throws<MigrationIntegrityException>(() => p.OpenReply(new RecordContext(MigrationRecordKind.Ready, 0, 0), new byte[64], new byte[64]));
     }
 
     [Fact]

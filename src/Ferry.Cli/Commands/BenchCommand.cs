@@ -35,6 +35,32 @@ public static class BenchCommand
             Json = parse.GetValue(json),
             CommandLine = "ferry " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1)),
         }, ct));
-        return new Command("bench", "Benchmarks (results go to docs/)") { migration };
+        var sealedSize = new Option<string>("--size") { Description = "Memory size of every instance", DefaultValueFactory = _ => "1G" };
+        var sealedWorkloads = new Option<string>("--workloads")
+        {
+            Description = "Suite programs, comma-separated, or 'suite' for all nine",
+            DefaultValueFactory = _ => "suite",
+        };
+        var sealedStrategies = new Option<string>("--strategies") { Description = "Strategies, comma-separated", DefaultValueFactory = _ => "stopcopy,precopy" };
+        var sealedTracking = new Option<string>("--tracking") { Description = "Tracking method for live strategies", DefaultValueFactory = _ => "compiler" };
+        var repeat = new Option<int>("--repeat") { Description = "Instances per mode and program (the order of plain and sealed alternates)", DefaultValueFactory = _ => 1 };
+        var sealedDocs = new Option<string?>("--docs") { Description = "Where to write benchmarks-sealed.md (default: the repository's docs/)" };
+        var sealedJson = new Option<bool>("--json") { Description = "Print every measurement as JSON on stdout" };
+        var sealedCommand = new Command("sealed", "Confidential (attested, AES-256-GCM sealed) vs plain migration of the suite: total time and downtime")
+        {
+            sealedSize, sealedWorkloads, sealedStrategies, sealedTracking, repeat, sealedDocs, sealedJson,
+        };
+        sealedCommand.SetAction((parse, ct) => BenchSealed.RunAsync(new BenchSealed.Options
+        {
+            Size = parse.GetValue(sealedSize)!,
+            Workloads = parse.GetValue(sealedWorkloads)!,
+            Strategies = parse.GetValue(sealedStrategies)!,
+            Tracking = parse.GetValue(sealedTracking)!,
+            Repeat = parse.GetValue(repeat),
+            Docs = parse.GetValue(sealedDocs),
+            Json = parse.GetValue(sealedJson),
+            CommandLine = "ferry " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1)),
+        }, ct));
+        return new Command("bench", "Benchmarks (results go to docs/)") { migration, sealedCommand };
     }
 }

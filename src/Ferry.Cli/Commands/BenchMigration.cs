@@ -68,7 +68,7 @@ public static class BenchMigration
     }
 
     /// <summary>Flags each program runs with (microbench: the paper's microbenchmark at a low write rate).</summary>
-    private static string[] FlagsFor(string workload) => workload == "microbench" ? ["--rate", "1000"] : [];
+    internal static string[] FlagsFor(string workload) => workload == "microbench" ? ["--rate", "1000"] : [];
 
     private static void Say(string text) => Console.Error.WriteLine($"[bench] {text}");
 
@@ -100,7 +100,7 @@ public static class BenchMigration
         var docs = o.Docs ?? Path.Combine(repo, "docs");
         Directory.CreateDirectory(docs);
 
-        var results = new BenchResults(Machine(), o.CommandLine, DateTimeOffset.UtcNow, [], []);
+        var results = new BenchResults(MachineDescription(), o.CommandLine, DateTimeOffset.UtcNow, [], []);
         var saved = Path.Combine(docs, "benchmarks-migration.json");
         if (o.OverheadOnly)
         {
@@ -153,7 +153,7 @@ public static class BenchMigration
         }
         Write(docs, results);
         File.WriteAllText(saved, JsonSerializer.Serialize(results, BenchJson.Default.BenchResults));
-        if (!o.OverheadOnly) AppendSummary(Path.Combine(docs, "benchmarks.md"), results);
+        if (!o.OverheadOnly) BenchTable.Replace(Path.Combine(docs, "benchmarks.md"), "| migration |", BenchReport.SummaryRows(results));
         if (o.Json) Console.WriteLine(JsonSerializer.Serialize(results, BenchJson.Default.BenchResults));
         Say($"wrote {Path.Combine(docs, "benchmarks-migration.md")} and {Path.Combine(docs, "migration-downtime.svg")}");
         return ExitCodes.Ok;
@@ -293,7 +293,7 @@ public static class BenchMigration
         return (cpu, wall, Encoding.UTF8.GetString(stdout.ToArray()));
     }
 
-    private static string Machine()
+    internal static string MachineDescription()
     {
         var cpu = File.Exists("/proc/cpuinfo")
             ? File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "?"
@@ -311,17 +311,19 @@ public static class BenchMigration
         File.WriteAllText(Path.Combine(docs, "benchmarks-migration.md"), BenchReport.Markdown(results));
         File.WriteAllText(Path.Combine(docs, "migration-downtime.svg"), BenchReport.Svg(results));
     }
+}
 
+/// <summary>The cross-area results table at the top of docs/benchmarks.md, which several benchmarks update.</summary>
+internal static class BenchTable
+{
     /// <summary>
-    /// Puts this run's headline rows into docs/benchmarks.md's cross-area table (its first table), replacing the
-    /// previous run's migration rows, so the table stays one table with the prose below it.
+    /// Replaces the rows starting with <paramref name="rowPrefix"/> in the file's first table by <paramref name="rows"/>
+    /// (appended at the table's end), so the table stays one table with the prose below it.
     /// </summary>
-    private static void AppendSummary(string file, BenchResults results)
+    public static void Replace(string file, string rowPrefix, List<string> rows)
     {
-        if (!File.Exists(file)) return;
-        var rows = BenchReport.SummaryRows(results);
-        if (rows.Count == 0) return;
-        var lines = File.ReadAllLines(file).Where(l => !l.StartsWith("| migration |", StringComparison.Ordinal)).ToList();
+        if (!File.Exists(file) || rows.Count == 0) return;
+        var lines = File.ReadAllLines(file).Where(l => !l.StartsWith(rowPrefix, StringComparison.Ordinal)).ToList();
         var start = lines.FindIndex(l => l.StartsWith('|'));
         if (start < 0)
         {

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Ferry.Agent.Api;
 using Ferry.Agent.Client;
+using Ferry.Enclave.Confidential;
 
 namespace Ferry.Cli.Commands;
 
@@ -13,9 +14,15 @@ public sealed class LocalAgents : IDisposable
 {
     private readonly List<Process> agents = [];
 
-    public LocalAgents(string prefix)
+    /// <param name="prefix">Prefix of the temporary directory holding both agents' state dirs.</param>
+    /// <param name="fleetTrust">
+    /// Give both hosts a software platform key and one fleet trust file accepting both (STATE/trust.json, the
+    /// agents' default), as an operator does with `ferry attest`; so confidential workloads can migrate between them.
+    /// </param>
+    public LocalAgents(string prefix, bool fleetTrust = false)
     {
         Root = Directory.CreateTempSubdirectory(prefix).FullName;
+        if (fleetTrust) WriteFleetTrust(["alpha", "beta"]);
         A = Start("alpha");
         B = Start("beta");
     }
@@ -23,6 +30,18 @@ public sealed class LocalAgents : IDisposable
     public string Root { get; }
     public AgentClient A { get; }
     public AgentClient B { get; }
+
+    private void WriteFleetTrust(string[] names)
+    {
+        var entries = new List<TrustedPlatform>();
+        foreach (var name in names)
+        {
+            using var tee = SoftwareTeeBackend.OpenOrCreate(Path.Combine(Root, name));
+            entries.Add(tee.TrustEntry(name));
+        }
+        var trust = TrustStore.Create(entries);
+        foreach (var name in names) trust.Save(Path.Combine(Root, name, "trust.json"));
+    }
 
     private AgentClient Start(string name)
     {
@@ -66,12 +85,16 @@ public sealed class LocalAgents : IDisposable
     }
 
     /// <summary>Starts a module on <paramref name="agent"/>.</summary>
-    public static Task<WorkloadInfo> RunAsync(AgentClient agent, string modulePath, params string[] args) =>
+    public static Task<WorkloadInfo> RunAsync(AgentClient agent, string modulePath, params string[] args) => RunAsync(agent, modulePath, confidential: false, args);
+
+    /// <summary>Starts a module on <paramref name="agent"/>, as a confidential workload if asked.</summary>
+    public static Task<WorkloadInfo> RunAsync(AgentClient agent, string modulePath, bool confidential, params string[] args) =>
         agent.CreateAsync(new CreateWorkloadRequest
         {
             ModuleName = Path.GetFileName(modulePath),
             ModuleBase64 = Convert.ToBase64String(File.ReadAllBytes(modulePath)),
             Args = args,
+            Confidential = confidential,
         });
 
     /// <summary>The repository (for workloads/), found above the running CLI; null if this CLI runs outside it.</summary>

@@ -54,6 +54,10 @@ internal sealed class ConfidentialHost : IDisposable
         }
     }
 
+    /// <summary>A host at explicit locations (the migration warm-up's throwaway platform).</summary>
+    public static ConfidentialHost At(string stateDir, string trustFile, string name) =>
+        new(SoftwareTeeBackend.OpenOrCreate(stateDir), stateDir, trustFile, name);
+
     /// <summary>The fleet trust file, read afresh (an operator may have added hosts since the last migration).</summary>
     public TrustStore LoadTrust()
     {

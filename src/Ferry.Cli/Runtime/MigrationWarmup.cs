@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Security.Cryptography;
+using Ferry.Enclave.Confidential;
 using Ferry.Enclave.Migration;
 using Ferry.Enclave.Runtime;
 using Ferry.Migration.Protocol;
@@ -37,9 +38,50 @@ public static class MigrationWarmup
     ];
 
     private static readonly Lazy<Task<TimeSpan>> Once = new(() => Task.Run(RunAllAsync));
+    private static readonly Lazy<Task<TimeSpan>> SealedOnce = new(() => Task.Run(RunSealedAsync));
 
     /// <summary>Starts the warm-up (once per process); completes with how long it took, never fails.</summary>
     public static Task<TimeSpan> Start() => Once.Value;
+
+    /// <summary>
+    /// For confidential workloads: the plain warm-up, then one sealed pre-copy migration (attestation handshake,
+    /// AES-GCM sealing and opening, epoch admission, the authenticated commit) between two runtimes of a throwaway
+    /// software platform in a temporary directory — nothing of this host's platform key, trust file or epoch store
+    /// is touched. Without it the first confidential migration compiles the sealing path while the guest is frozen.
+    /// </summary>
+    public static Task<TimeSpan> Start(bool confidential) => confidential ? SealedOnce.Value : Once.Value;
+
+    private static async Task<TimeSpan> RunSealedAsync()
+    {
+        var plain = await Start().ConfigureAwait(false);
+        var sw = Stopwatch.StartNew();
+        DirectoryInfo? dir = null;
+        try
+        {
+            dir = Directory.CreateTempSubdirectory("ferry-warmup-");
+            using (var tee = SoftwareTeeBackend.OpenOrCreate(dir.FullName))
+            {
+                TrustStore.Create([tee.TrustEntry("warm-up")]).Save(Path.Combine(dir.FullName, "trust.json"));
+            }
+            using var host = ConfidentialHost.At(dir.FullName, Path.Combine(dir.FullName, "trust.json"), "warm-up");
+            await MigrateAsync(Strategy.PreCopy, host).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            Console.Error.WriteLine($"[ferry-runtime] sealed migration warm-up failed (harmless): {e.GetType().Name}: {e.Message}");
+        }
+        finally
+        {
+            try
+            {
+                dir?.Delete(recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
+        return plain + sw.Elapsed;
+    }
 
     private static async Task<TimeSpan> RunAllAsync()
     {
@@ -57,7 +99,7 @@ public static class MigrationWarmup
         return sw.Elapsed;
     }
 
-    private static async Task MigrateAsync(Strategy strategy)
+    private static async Task MigrateAsync(Strategy strategy, ConfidentialHost? host = null)
     {
         var module = Wasm.Binary.ModuleDecoder.Decode(Module);
         Wasm.Validation.ModuleValidator.Validate(module);
@@ -66,14 +108,38 @@ public static class MigrationWarmup
         program.Start();
         using var listener = new TcpStreamListener(IPAddress.Loopback);
         var options = new MigrationOptions { Strategy = strategy, Streams = 2, PeerTimeout = TimeSpan.FromSeconds(20), FreezeTimeout = TimeSpan.FromSeconds(5) };
-        var destination = new DestinationMigration((setup, bytes) => new EnclaveDestination(
-                Wasm.Binary.ModuleDecoder.Decode(bytes.ToArray()),
-                CompileOptions.Default with { DirtyTracking = true, PresenceChecks = setup.Strategy is Strategy.PostCopy or Strategy.Hybrid },
-                InstanceOptions.Default, state => WasiEnvironment.Restore(state, quiet), new PlainRecordProtector(), setup.Streams),
-            null, TimeSpan.FromSeconds(20));
+        // Sealed: both halves of the handshake and the epoch checks, as in a confidential workload's runtimes.
+        var measurement = SHA256.HashData(Module);
+        SessionRecordProtector? sealer = null, opener = null;
+        var destination = new DestinationMigration((setup, bytes) =>
+            {
+                IRecordProtector protector = new PlainRecordProtector();
+                if (host is not null) protector = opener = new SessionRecordProtector(setup.Streams);
+                return new EnclaveDestination(
+                    Wasm.Binary.ModuleDecoder.Decode(bytes.ToArray()),
+                    CompileOptions.Default with { DirtyTracking = true, PresenceChecks = setup.Strategy is Strategy.PostCopy or Strategy.Hybrid },
+                    InstanceOptions.Default, state => WasiEnvironment.Restore(state, quiet), protector, setup.Streams,
+                    admission: host is null ? null : new EpochAdmission(host.Epochs, measurement));
+            },
+            null, TimeSpan.FromSeconds(20),
+            host is null ? null : (setup, channel, ct) => host.HandshakeAsDestinationAsync(measurement, Guid.Parse(setup.MigrationId), channel, opener!, _ => { }, ct));
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         var arriving = Task.Run(async () => await destination.RunAsync(await listener.AcceptAsync(options.Streams + 1, cts.Token).ConfigureAwait(false), cts.Token).ConfigureAwait(false));
-        var source = new SourceMigration(new EnclaveSource(program, new PlainRecordProtector(), options.Streams + 1),
+        IRecordProtector sourceProtector = new PlainRecordProtector();
+        if (host is not null)
+        {
+            sourceProtector = sealer = new SessionRecordProtector(options.Streams + 1);
+            options = options with
+            {
+                Epoch = 2,
+                ResumeAfterFailedCommit = false,
+                Handshake = (id, channel, ct) => host.HandshakeAsSourceAsync(measurement, id, channel, sealer, _ => { }, ct),
+            };
+        }
+        var source = new SourceMigration(new EnclaveSource(program, sourceProtector, options.Streams + 1)
+        {
+            Identity = host is null ? [] : WorkloadIdentity.NewInstance(measurement).Encode(),
+        },
             () => new Ferry.Enclave.Tracking.CompilerDirtyTracker(program.Instance.State), options);
         var setup = new WorkloadSetup
         {
@@ -84,6 +150,7 @@ public static class MigrationWarmup
             ModuleBytes = Module.Length,
             Strategy = strategy,
             Tracking = TrackingMethod.Compiler,
+            Confidential = host is not null,
             Streams = 0,
             MemoryBytes = 0,
         };
@@ -104,5 +171,7 @@ public static class MigrationWarmup
         }
         guest.Retire();
         arrived.Enclave.Dispose();
+        sealer?.Dispose();
+        opener?.Dispose();
     }
 }

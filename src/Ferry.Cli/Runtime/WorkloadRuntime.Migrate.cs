@@ -100,7 +100,7 @@ internal sealed partial class WorkloadRuntime
         await connection.EventAsync(new MigrationEvent { Event = "accepted", RequestId = requestId, MemoryBytes = MemoryBytes }).ConfigureAwait(false);
 
         // Compile the migration's critical path while the destination is being prepared (see MigrationWarmup).
-        var warm = MigrationWarmup.Start();
+        var warm = MigrationWarmup.Start(confidential: confidential is not null);
         Guid? migrationId = null;
         var connector = new AgentConnector(to, spec.Id, spec.Name, request.From, hook is null ? null : (phase, id) => hook.At("source", phase, spec.Id, id.ToString()))
         {

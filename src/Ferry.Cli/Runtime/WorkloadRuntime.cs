@@ -425,7 +425,16 @@ internal sealed partial class WorkloadRuntime : IDisposable
     {
         if (confidential is null || measurement is null || incomingProtector is null) throw new InvalidOperationException("not set up for a confidential workload");
         if (!Guid.TryParse(spec.MigrationId, out var id)) throw new ConfidentialSetupException("no migration id to attest");
-        return confidential.HandshakeAsDestinationAsync(measurement, id, channel, incomingProtector, Log, ct);
+        return HandshakeWarmAsync(confidential, measurement, id, channel, incomingProtector, ct);
+    }
+
+    private async Task HandshakeWarmAsync(ConfidentialHost host, byte[] measured, Guid id, Migration.Protocol.IHandshakeChannel channel, SessionRecordProtector protector, CancellationToken ct)
+    {
+        // Compile the sealed path before any page moves (and so before any freeze): otherwise the first confidential
+        // migration into this runtime opens records and checks the commit with cold code while the guest is down.
+        var took = await MigrationWarmup.Start(confidential: true).WaitAsync(ct).ConfigureAwait(false);
+        Log($"sealed migration code warmed up ({took.TotalMilliseconds:0} ms since this runtime started warming)");
+        await host.HandshakeAsDestinationAsync(measured, id, channel, protector, Log, ct).ConfigureAwait(false);
     }
 
     private static string AgentNames(Migration.Protocol.Strategy s) => MigrationNames.Name(s);

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Buffers;
 using Ferry.Enclave.Runtime;
 using Ferry.Wasm;
@@ -246,6 +247,35 @@ public sealed class EnclaveDestination : IDisposable
 
     /// <summary>Post-copy progress and fault statistics (null unless the state left pages pending).</summary>
     public PostCopyPages? PostCopy => postCopy;
+
+    private long repliesSealed;
+
+    /// <summary>The Ready reply for the source: this enclave holds the complete, verified state (of the arrived epoch).</summary>
+    public byte[] SealReady()
+    {
+        Span<byte> body = stackalloc byte[9];
+        body[0] = (byte)MigrationRecordKind.Ready;
+        BinaryPrimitives.WriteUInt64LittleEndian(body[1..], arrivedEpoch);
+        return SealReply(MigrationRecordKind.Ready, body);
+    }
+
+    /// <summary>The Resumed reply for the source: the guest runs here since <paramref name="resumedAtUnixNanos"/>.</summary>
+    public byte[] SealResumed(long resumedAtUnixNanos)
+    {
+        Span<byte> body = stackalloc byte[17];
+        body[0] = (byte)MigrationRecordKind.Resumed;
+        BinaryPrimitives.WriteUInt64LittleEndian(body[1..], arrivedEpoch);
+        BinaryPrimitives.WriteInt64LittleEndian(body[9..], resumedAtUnixNanos);
+        return SealReply(MigrationRecordKind.Resumed, body);
+    }
+
+    private byte[] SealReply(MigrationRecordKind kind, ReadOnlySpan<byte> body)
+    {
+        var output = new byte[body.Length + protector.Overhead];
+        int n;
+        lock (gate) n = protector.ProtectReply(new RecordContext(kind, 0, repliesSealed++), body, output);
+        return output[..n];
+    }
 
     /// <summary>Checks the source's protected commit decision (for the epoch of the state that arrived).</summary>
     public void OpenCommit(ReadOnlySpan<byte> record)

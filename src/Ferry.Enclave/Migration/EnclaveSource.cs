@@ -156,6 +156,39 @@ public sealed class EnclaveSource
         return output[..n];
     }
 
+    /// <summary>
+    /// Checks the destination's Ready reply: the destination enclave holds the complete, verified state of
+    /// <paramref name="epoch"/>. Under a sealed protector only that enclave can produce it, so no one on the path can
+    /// make this source commit (and stop the guest for good) before the state is really there.
+    /// </summary>
+    public void OpenReady(ReadOnlySpan<byte> record, ulong epoch) => OpenReply(record, MigrationRecordKind.Ready, epoch, 9);
+
+    /// <summary>Checks the destination's Resumed reply; returns when the guest started there (Unix nanoseconds).</summary>
+    public long OpenResumed(ReadOnlySpan<byte> record, ulong epoch)
+    {
+        Span<byte> body = stackalloc byte[ReplyBodyMax];
+        OpenReply(record, MigrationRecordKind.Resumed, epoch, 17, body);
+        return BinaryPrimitives.ReadInt64LittleEndian(body[9..]);
+    }
+
+    private const int ReplyBodyMax = 64;
+    private long repliesOpened;
+
+    private void OpenReply(ReadOnlySpan<byte> record, MigrationRecordKind kind, ulong epoch, int length) =>
+        OpenReply(record, kind, epoch, length, stackalloc byte[ReplyBodyMax]);
+
+    private void OpenReply(ReadOnlySpan<byte> record, MigrationRecordKind kind, ulong epoch, int length, Span<byte> body)
+    {
+        if (record.Length > ReplyBodyMax + protector.Overhead) throw new MigrationIntegrityException($"a {kind} reply of {record.Length} bytes");
+        var n = protector.OpenReply(new RecordContext(kind, 0, repliesOpened), record, body);
+        repliesOpened++;
+        // Body: u8 kind ‖ u64 epoch [‖ i64 resumed-at]; the kind inside the authenticated body keeps Ready and Resumed apart.
+        if (n != length || body[0] != (byte)kind || BinaryPrimitives.ReadUInt64LittleEndian(body[1..]) != epoch)
+        {
+            throw new MigrationIntegrityException($"the destination's {kind} reply does not match this migration (epoch {epoch})");
+        }
+    }
+
     /// <summary>The migration failed before commit: the guest continues here as if nothing happened.</summary>
     public void Unfreeze()
     {

@@ -10,6 +10,10 @@ public enum MigrationRecordKind : byte
     State = 2,
     /// <summary>The source's commit decision (authenticated: only the source's enclave can make the destination start).</summary>
     Commit = 3,
+    /// <summary>Destination → source: I hold the complete, verified state of this epoch (the source may commit).</summary>
+    Ready = 4,
+    /// <summary>Destination → source: the guest runs here since this instant (the source may retire).</summary>
+    Resumed = 5,
 }
 
 /// <summary>The context a record is bound to: replaying it in another place is detected.</summary>
@@ -30,6 +34,12 @@ public interface IRecordProtector
 
     /// <summary>Checks a protected record against its expected context; writes the plaintext; returns its length.</summary>
     int Open(in RecordContext context, ReadOnlySpan<byte> record, Span<byte> plaintext);
+
+    /// <summary>Destination side: protects a reply to the source (Ready, Resumed) on the control stream's reverse direction.</summary>
+    int ProtectReply(in RecordContext context, ReadOnlySpan<byte> plaintext, Span<byte> output);
+
+    /// <summary>Source side: checks a reply from the destination (Ready, Resumed).</summary>
+    int OpenReply(in RecordContext context, ReadOnlySpan<byte> record, Span<byte> plaintext);
 }
 
 /// <summary>A migration record failed its check (corrupted, or for sealed records: tampered, replayed, reordered).</summary>
@@ -75,4 +85,9 @@ public sealed class PlainRecordProtector : IRecordProtector
         body.CopyTo(plaintext);
         return body.Length;
     }
+
+    // Plain records look the same in both directions; the kinds tell replies apart.
+    public int ProtectReply(in RecordContext context, ReadOnlySpan<byte> plaintext, Span<byte> output) => Protect(context, plaintext, output);
+
+    public int OpenReply(in RecordContext context, ReadOnlySpan<byte> record, Span<byte> plaintext) => Open(context, record, plaintext);
 }

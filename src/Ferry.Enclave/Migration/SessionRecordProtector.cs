@@ -23,6 +23,10 @@ public sealed class SessionRecordProtector : IRecordProtector, IDisposable
     private readonly int streams;
     private RecordSealer[]? sealers;
     private RecordOpener[]? openers;
+    // The reverse direction of the control stream: the destination's Ready and Resumed replies, sealed under the
+    // destination-to-source key, so that no one on the path can make the source commit or retire.
+    private RecordSealer? replySealer;
+    private RecordOpener? replyOpener;
     private Guid migrationId;
 
     /// <param name="streams">Stream ids 0..streams-1 (control stream and page streams).</param>
@@ -51,12 +55,14 @@ public sealed class SessionRecordProtector : IRecordProtector, IDisposable
         {
             var s = new RecordSealer[streams];
             for (var i = 0; i < streams; i++) s[i] = session.CreateSealer((uint)i);
+            replyOpener = session.CreateOpener(0);
             sealers = s;
         }
         else
         {
             var o = new RecordOpener[streams];
             for (var i = 0; i < streams; i++) o[i] = session.CreateOpener((uint)i);
+            replySealer = session.CreateSealer(0);
             openers = o;
         }
     }
@@ -65,7 +71,7 @@ public sealed class SessionRecordProtector : IRecordProtector, IDisposable
     {
         MigrationRecordKind.PageBatch => SealedRecordKind.Pages,
         MigrationRecordKind.State => SealedRecordKind.State,
-        MigrationRecordKind.Commit => SealedRecordKind.Control,
+        MigrationRecordKind.Commit or MigrationRecordKind.Ready or MigrationRecordKind.Resumed => SealedRecordKind.Control,
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown record kind"),
     };
 
@@ -102,8 +108,42 @@ public sealed class SessionRecordProtector : IRecordProtector, IDisposable
         return info.PayloadLength;
     }
 
+    public int ProtectReply(in RecordContext context, ReadOnlySpan<byte> plaintext, Span<byte> output)
+    {
+        var sealer = replySealer ?? throw new InvalidOperationException("no established destination session: replies cannot be sealed before the attestation handshake");
+        if (context.Stream != 0) throw new ArgumentOutOfRangeException(nameof(context), "replies travel on the control stream");
+        if (sealer.Summary.Records != (ulong)context.Sequence)
+        {
+            throw new InvalidOperationException($"reply {context.Sequence} sealed out of order (next is {sealer.Summary.Records})");
+        }
+        return sealer.Seal(Map(context.Kind), 0, 0, plaintext, output);
+    }
+
+    public int OpenReply(in RecordContext context, ReadOnlySpan<byte> record, Span<byte> plaintext)
+    {
+        var opener = replyOpener ?? throw new MigrationIntegrityException("no established source session: sealed replies cannot be opened before the attestation handshake");
+        if (context.Stream != 0) throw new MigrationIntegrityException($"sealed reply on stream {context.Stream}");
+        OpenedRecord info;
+        try
+        {
+            info = opener.Open(record, plaintext);
+        }
+        catch (SealedDataException e)
+        {
+            throw new MigrationIntegrityException($"sealed reply refused ({e.Failure}): {e.Message}");
+        }
+        if (info.Kind != Map(context.Kind) || info.Sequence != (ulong)context.Sequence)
+        {
+            plaintext[..info.PayloadLength].Clear();
+            throw new MigrationIntegrityException($"expected the destination's {context.Kind} reply {context.Sequence}, got an authentic {info.Kind} record {info.Sequence}");
+        }
+        return info.PayloadLength;
+    }
+
     public void Dispose()
     {
+        replySealer?.Dispose();
+        replyOpener?.Dispose();
         foreach (var s in sealers ?? []) s.Dispose();
         foreach (var o in openers ?? []) o.Dispose();
     }

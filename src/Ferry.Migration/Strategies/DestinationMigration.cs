@@ -127,7 +127,7 @@ public sealed class DestinationMigration
             }
             var arrived = enclave.CompleteState(stateRecord);
             onPhase?.Invoke(DestinationPhase.Ready, null);
-            await control.WriteAsync(MessageType.Ready, Array.Empty<byte>(), linked.Token).ConfigureAwait(false);
+            await control.WriteAsync(MessageType.Ready, enclave.SealReady(), linked.Token).ConfigureAwait(false);
             using (var f = await ReadOrFailAsync(control, receiversFailed, linked.Token).ConfigureAwait(false))
             {
                 if (f.Type == MessageType.Abort) throw new MigrationAbortedException(System.Text.Encoding.UTF8.GetString(f.Payload));
@@ -141,7 +141,7 @@ public sealed class DestinationMigration
             onPhase?.Invoke(DestinationPhase.Running, null);
             try
             {
-                await control.WriteAsync(MessageType.Resumed, Messages.Int64(resumedAt), linked.Token).ConfigureAwait(false);
+                await control.WriteAsync(MessageType.Resumed, enclave.SealResumed(resumedAt), linked.Token).ConfigureAwait(false);
             }
             catch (Exception)
             {

@@ -223,8 +223,10 @@ public sealed class SourceMigration
             var state = enclave.SealState(finalRound, pending, options.Epoch);
             progress?.Report(new MigrationProgress("state", finalRound, pagesSent, pagesSent, BytesSent));
             await control.WriteAsync(MessageType.State, state, linked.Token).ConfigureAwait(false);
-            using (await WaitAsync(ready.Task, "Ready", linked.Token).ConfigureAwait(false))
+            using (var r = await WaitAsync(ready.Task, "Ready", linked.Token).ConfigureAwait(false))
             {
+                // Only the destination enclave can say it holds the whole state; a forged Ready must not make us commit.
+                enclave.OpenReady(r.Payload, options.Epoch);
             }
 
             // Commit point: from here on the guest never runs on the source again (unless the destination
@@ -232,7 +234,7 @@ public sealed class SourceMigration
             committed = true;
             await control.WriteAsync(MessageType.Commit, enclave.SealCommit(options.Epoch), linked.Token).ConfigureAwait(false);
             long resumedAt;
-            using (var r = await WaitAsync(resumed.Task, "Resumed", linked.Token).ConfigureAwait(false)) resumedAt = Messages.ParseInt64(r.Payload);
+            using (var r = await WaitAsync(resumed.Task, "Resumed", linked.Token).ConfigureAwait(false)) resumedAt = enclave.OpenResumed(r.Payload, options.Epoch);
             resumedAtNanos = resumedAt;
 
             double postCopyMs = 0;
