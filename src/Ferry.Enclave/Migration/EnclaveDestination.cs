@@ -1,5 +1,5 @@
-using System.Buffers.Binary;
 using System.Buffers;
+using System.Buffers.Binary;
 using Ferry.Enclave.Runtime;
 using Ferry.Wasm;
 using Ferry.Wasm.Compilation;
