@@ -236,12 +236,13 @@ internal sealed partial class WorkloadRuntime
         string? restoredFrom;
         try
         {
+            // Listening first: once a sealed checkpoint's epoch is accepted below, nothing may fail before the guest runs.
+            control = new ControlServer(dir.ControlSocket, HandleAsync);
             using var file = new FileStream(dir.RestoreSource, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
             var start = new byte[SealedCheckpoint.MagicLength];
             var n = file.ReadAtLeast(start, start.Length, throwOnEndOfStream: false);
             file.Position = 0;
             (program, frames, restoredFrom) = SealedCheckpoint.IsSealed(start.AsSpan(0, n)) ? RestoreSealed(file) : RestorePlain(file);
-            control = new ControlServer(dir.ControlSocket, HandleAsync);
         }
         catch (Exception e)
         {
