@@ -131,6 +131,16 @@ public sealed class AgentServer : IAsyncDisposable
             Results.Json(await manager.StopAsync(id, ctx.RequestAborted).ConfigureAwait(false), AgentJson.Default.WorkloadInfo));
         v1.MapGet("/workloads/{id}/logs", (string id, HttpContext ctx) => StreamLogAsync(id, ctx));
         v1.MapPost("/workloads/{id}/migrations", (string id, HttpContext ctx) => MigrateAsync(id, ctx));
+        v1.MapPost("/workloads/{id}/checkpoint", async (string id, HttpContext ctx) =>
+            Results.Json(await manager.CheckpointAsync(id, ctx.RequestAborted).ConfigureAwait(false), AgentJson.Default.WorkloadInfo));
+        v1.MapGet("/workloads/{id}/checkpoint", (string id, HttpContext ctx) => DownloadCheckpointAsync(id, ctx));
+        v1.MapPost("/restores", async (HttpContext ctx) =>
+        {
+            // A checkpoint is as large as the guest's memory, which may exceed the 1 GiB bound on other requests.
+            if (ctx.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit) limit.MaxRequestBodySize = null;
+            var info = await manager.RestoreAsync(ctx.Request.Body, ctx.Request.Query["name"].FirstOrDefault(), ctx.RequestAborted).ConfigureAwait(false);
+            return Results.Json(info, AgentJson.Default.WorkloadInfo, statusCode: 201);
+        });
 
         v1.MapPost("/migrations", async (HttpContext ctx) =>
         {
@@ -209,6 +219,16 @@ public sealed class AgentServer : IAsyncDisposable
         {
             // The client went away.
         }
+    }
+
+    /// <summary>GET /v1/workloads/{id}/checkpoint: the checkpoint file as it lies on this host (sealed ones stay sealed).</summary>
+    private async Task DownloadCheckpointAsync(string id, HttpContext ctx)
+    {
+        var path = manager.CheckpointFile(id);
+        await using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20, useAsync: true);
+        ctx.Response.ContentType = "application/octet-stream";
+        ctx.Response.ContentLength = file.Length;
+        await file.CopyToAsync(ctx.Response.Body, ctx.RequestAborted).ConfigureAwait(false);
     }
 
     /// <summary>

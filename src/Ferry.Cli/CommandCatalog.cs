@@ -20,6 +20,7 @@ public static class CommandCatalog
             DemoCommand.Create(),
             RunCommand.Create(),
             RestoreCommand.Create(),
+            CheckpointCommand.Create(),
             SnapshotCommand.Create(),
             SpecTestCommand.Create(),
             CpuCommand.Create(),

@@ -21,10 +21,14 @@ public static class WorkloadStates
     public const string MigratedAway = "migrated-away";
     /// <summary>Stopped by an operator.</summary>
     public const string Stopped = "stopped";
+    /// <summary>The guest is frozen while its runtime writes a checkpoint (`ferry checkpoint`).</summary>
+    public const string Checkpointing = "checkpointing";
+    /// <summary>The guest was frozen and written to a checkpoint (see checkpoint); this copy will never run again.</summary>
+    public const string Checkpointed = "checkpointed";
     /// <summary>Agent's view: the runtime process died without reporting how (killed).</summary>
     public const string Lost = "lost";
 
-    public static bool IsFinal(string state) => state is Exited or Trapped or Failed or MigratedAway or Stopped or Lost;
+    public static bool IsFinal(string state) => state is Exited or Trapped or Failed or MigratedAway or Stopped or Lost or Checkpointed;
 }
 
 /// <summary>Destination phases of an incoming migration (status.json's incoming.phase).</summary>
@@ -51,7 +55,7 @@ public sealed record WorkloadSpec
     public string[] Env { get; set; } = [];
     public ulong? MemoryLimitBytes { get; init; }
     public DateTimeOffset CreatedAt { get; init; }
-    /// <summary>"launch" (start the module) or "incoming" (receive a migration).</summary>
+    /// <summary>"launch" (start the module), "incoming" (receive a migration) or "restore" (continue from an uploaded checkpoint).</summary>
     public required string Mode { get; init; }
     /// <summary>Incoming: the migration and how many streams it opens.</summary>
     public string? MigrationId { get; init; }
@@ -120,6 +124,26 @@ public sealed record WorkloadStatus
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public bool Confidential { get; init; }
     public string? Measurement { get; init; }
+    /// <summary>The checkpoint this runtime wrote (state checkpointed).</summary>
+    public CheckpointInfo? Checkpoint { get; init; }
+    /// <summary>Restored workloads: which checkpoint they continue (workload, host, time it was taken).</summary>
+    public string? RestoredFrom { get; init; }
+}
+
+/// <summary>A checkpoint a runtime wrote into its workload directory (`ferry checkpoint`, docs/confidential.md).</summary>
+public sealed record CheckpointInfo
+{
+    /// <summary>The file on the agent's host.</summary>
+    public required string Path { get; init; }
+    public long Bytes { get; init; }
+    /// <summary>A sealed checkpoint (confidential workload) rather than a plain snapshot.</summary>
+    public bool Sealed { get; init; }
+    /// <summary>Sealed checkpoints: the epoch sealed into it; a host restores it only if this epoch is new to it.</summary>
+    public ulong? Epoch { get; init; }
+    /// <summary>Sealed checkpoints: the workload's measurement (hex).</summary>
+    public string? Measurement { get; init; }
+    public ulong MemoryBytes { get; init; }
+    public DateTimeOffset CreatedAt { get; init; }
 }
 
 /// <summary>A workload as the HTTP API reports it.</summary>
@@ -146,6 +170,10 @@ public sealed record WorkloadInfo
     public bool Confidential { get; init; }
     /// <summary>Confidential workloads: the measurement (hex).</summary>
     public string? Measurement { get; init; }
+    /// <summary>Checkpointed workloads: the checkpoint (GET /v1/workloads/{id}/checkpoint downloads it).</summary>
+    public CheckpointInfo? Checkpoint { get; init; }
+    /// <summary>Restored workloads: which checkpoint they continue.</summary>
+    public string? RestoredFrom { get; init; }
 }
 
 /// <summary>POST /v1/workloads.</summary>
@@ -240,7 +268,7 @@ public sealed record ErrorResponse(string Error);
 /// <summary>Requests and replies on a runtime's control socket (one JSON object per line).</summary>
 public sealed record ControlRequest
 {
-    /// <summary>"status", "stop" or "migrate".</summary>
+    /// <summary>"status", "stop", "migrate" or "checkpoint".</summary>
     public required string Op { get; init; }
     public MigrateRequest? Migrate { get; init; }
 }
@@ -250,6 +278,8 @@ public sealed record ControlReply
     public required bool Ok { get; init; }
     public string? Error { get; init; }
     public WorkloadStatus? Status { get; init; }
+    /// <summary>"checkpoint": the checkpoint written.</summary>
+    public CheckpointInfo? Checkpoint { get; init; }
 }
 
 [JsonSerializable(typeof(WorkloadSpec))]
@@ -268,6 +298,7 @@ public sealed record ControlReply
 [JsonSerializable(typeof(ControlRequest))]
 [JsonSerializable(typeof(ControlReply))]
 [JsonSerializable(typeof(MigrationReport))]
+[JsonSerializable(typeof(CheckpointInfo))]
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 public sealed partial class AgentJson : JsonSerializerContext

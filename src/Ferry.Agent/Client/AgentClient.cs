@@ -106,6 +106,60 @@ public sealed class AgentClient : IDisposable
     public Task<ResolveResponse> ResolveAsync(string migrationId, CancellationToken ct = default) =>
         PostAsync($"/v1/migrations/{Uri.EscapeDataString(migrationId)}/resolve", "", null, AgentJson.Default.ResolveResponse, ct);
 
+    /// <summary>Checkpoints a running workload (its runtime writes the file on the agent's host, then ends); returns it checkpointed.</summary>
+    public async Task<WorkloadInfo> CheckpointAsync(string id, CancellationToken ct = default)
+    {
+        // Writing GiBs of memory (sealing it, for a confidential workload) can outlast the usual request bound.
+        using var response = await SendAsync(() => new HttpRequestMessage(HttpMethod.Post, $"/v1/workloads/{Uri.EscapeDataString(id)}/checkpoint")
+        {
+            Content = new StringContent("{}", Encoding.UTF8, "application/json"),
+        }, HttpCompletionOption.ResponseContentRead, ct, bounded: false).ConfigureAwait(false);
+        return await ReadAsync(response, AgentJson.Default.WorkloadInfo, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>Copies a checkpointed workload's checkpoint file into <paramref name="destination"/>; returns its length.</summary>
+    public async Task<long> DownloadCheckpointAsync(string id, Stream destination, CancellationToken ct = default)
+    {
+        using var response = await SendAsync(() => new HttpRequestMessage(HttpMethod.Get, $"/v1/workloads/{Uri.EscapeDataString(id)}/checkpoint"),
+            HttpCompletionOption.ResponseHeadersRead, ct, bounded: false).ConfigureAwait(false);
+        await using var body = await response.Content.ReadAsStreamAsync(ct).ConfigureAwait(false);
+        var expected = response.Content.Headers.ContentLength;
+        long copied = 0;
+        var buffer = new byte[1 << 20];
+        try
+        {
+            int n;
+            while ((n = await body.ReadAsync(buffer, ct).ConfigureAwait(false)) > 0)
+            {
+                await destination.WriteAsync(buffer.AsMemory(0, n), ct).ConfigureAwait(false);
+                copied += n;
+            }
+        }
+        catch (Exception e) when (e is IOException or HttpRequestException)
+        {
+            throw new AgentUnreachableException($"lost the agent at {Display} while downloading the checkpoint: {e.Message}", e);
+        }
+        if (expected is { } length && copied != length)
+        {
+            throw new AgentUnreachableException($"the agent at {Display} sent {copied} of the checkpoint's {length} bytes");
+        }
+        return copied;
+    }
+
+    /// <summary>Uploads a checkpoint (plain or sealed) and starts a workload from it; returns it running. Consumes and disposes <paramref name="checkpoint"/>.</summary>
+    public async Task<WorkloadInfo> RestoreAsync(Stream checkpoint, string? name = null, CancellationToken ct = default)
+    {
+        var url = "/v1/restores" + (string.IsNullOrWhiteSpace(name) ? "" : "?name=" + Uri.EscapeDataString(name));
+        using var response = await SendAsync(() =>
+        {
+            // Streamed, not buffered: a checkpoint is as large as the guest's memory. The request disposes the stream.
+            var content = new StreamContent(checkpoint, 1 << 20);
+            content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
+            return new HttpRequestMessage(HttpMethod.Post, url) { Content = content };
+        }, HttpCompletionOption.ResponseContentRead, ct, bounded: false).ConfigureAwait(false);
+        return await ReadAsync(response, AgentJson.Default.WorkloadInfo, ct).ConfigureAwait(false);
+    }
+
     /// <summary>A log stream (stdout or stderr) from <paramref name="offset"/>; with follow, it ends when the runtime has.</summary>
     public async Task<Stream> LogsAsync(string id, string stream, bool follow, long offset = 0, CancellationToken ct = default)
     {

@@ -6,7 +6,8 @@ namespace Ferry.Agent.Workloads;
 
 /// <summary>
 /// One workload's directory under the agent's state dir: module.wasm, spec.json, stdout.log, stderr.log,
-/// status.json (the runtime's, written atomically), control.sock and, for an incoming migration, data.sock.
+/// status.json (the runtime's, written atomically), control.sock and, for an incoming migration, data.sock; a
+/// checkpointed workload has checkpoint.ferry, a restored one was started from restore.ferry.
 /// </summary>
 public sealed class WorkloadDirectory(string path)
 {
@@ -19,6 +20,10 @@ public sealed class WorkloadDirectory(string path)
     public string Stderr => Combine("stderr.log");
     public string ControlSocket => Combine("control.sock");
     public string DataSocket => Combine("data.sock");
+    /// <summary>The checkpoint the runtime writes on `ferry checkpoint` (a plain snapshot, or sealed for a confidential workload).</summary>
+    public string Checkpoint => Combine("checkpoint.ferry");
+    /// <summary>Restore mode: the uploaded checkpoint the runtime continues from.</summary>
+    public string RestoreSource => Combine("restore.ferry");
 
     private string Combine(string name) => System.IO.Path.Combine(Path, name);
 

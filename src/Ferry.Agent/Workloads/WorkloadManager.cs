@@ -138,7 +138,7 @@ public sealed partial class WorkloadManager : IDisposable
     /// <summary>Did an incoming runtime take the workload over (run it with all its pages, or run it to its end)?</summary>
     private static bool TookOver(WorkloadStatus? s) =>
         s is not null && (s.Incoming?.Phase == IncomingPhases.Running
-            || s.State is WorkloadStates.Exited or WorkloadStates.Trapped or WorkloadStates.MigratedAway or WorkloadStates.Stopped);
+            || s.State is WorkloadStates.Exited or WorkloadStates.Trapped or WorkloadStates.MigratedAway or WorkloadStates.Stopped or WorkloadStates.Checkpointed);
 
     /// <summary>Moves a workload's directory to the history (it no longer appears in the list).</summary>
     private void Archive(Entry e)
@@ -352,6 +352,8 @@ public sealed partial class WorkloadManager : IDisposable
             LastMigration = status?.LastMigration,
             Confidential = e.Spec.Confidential || status?.Confidential == true,
             Measurement = status?.Measurement,
+            Checkpoint = status?.Checkpoint,
+            RestoredFrom = status?.RestoredFrom,
         };
     }
 
@@ -403,6 +405,124 @@ public sealed partial class WorkloadManager : IDisposable
         {
             throw new AgentRequestException(503, $"cannot reach the runtime of workload {id}: {x.Message}");
         }
+    }
+
+    // ---- Checkpoints ----
+
+    /// <summary>How long a runtime may take to freeze its guest and write its checkpoint (GiBs of memory, sealed on one core).</summary>
+    private static readonly TimeSpan CheckpointTimeout = TimeSpan.FromMinutes(10);
+
+    /// <summary>
+    /// Asks a running workload's runtime to freeze the guest at a safe point and write a checkpoint into the workload's
+    /// directory (sealed to this host for a confidential workload). The guest never runs here again: the runtime exits,
+    /// and this returns once it has, so the list shows the workload checkpointed rather than a live process.
+    /// </summary>
+    public async Task<WorkloadInfo> CheckpointAsync(string id, CancellationToken ct)
+    {
+        var e = Find(id);
+        var info = Info(e);
+        if (info.State != WorkloadStates.Running)
+        {
+            throw new AgentRequestException(409, $"workload {id} is {info.State}; only a running workload can be checkpointed");
+        }
+        ControlReply reply;
+        try
+        {
+            reply = await ControlClient.RequestAsync(e.Dir.ControlSocket, new ControlRequest { Op = "checkpoint" }, CheckpointTimeout, ct).ConfigureAwait(false);
+        }
+        catch (Exception x) when (x is IOException or System.Net.Sockets.SocketException)
+        {
+            throw new AgentRequestException(503, $"cannot reach the runtime of workload {id}: {x.Message}");
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            throw new AgentRequestException(504, $"the runtime of workload {id} did not finish its checkpoint within {CheckpointTimeout.TotalMinutes:0} min");
+        }
+        if (!reply.Ok) throw new AgentRequestException(409, $"workload {id} was not checkpointed: {reply.Error}");
+        var sw = Stopwatch.StartNew();
+        while (Alive(e) && sw.Elapsed < TimeSpan.FromSeconds(30)) await Task.Delay(10, ct).ConfigureAwait(false);
+        return Info(e);
+    }
+
+    /// <summary>The checkpoint file of a checkpointed workload (for download).</summary>
+    public string CheckpointFile(string id)
+    {
+        var e = Find(id);
+        var status = e.Dir.ReadStatus();
+        if (status?.State != WorkloadStates.Checkpointed || !File.Exists(e.Dir.Checkpoint))
+        {
+            throw new AgentRequestException(404, $"workload {id} on agent {options.Name} has no checkpoint (it is {Info(e).State}; `ferry checkpoint` writes one)");
+        }
+        return e.Dir.Checkpoint;
+    }
+
+    /// <summary>
+    /// Starts a workload from an uploaded checkpoint (a plain snapshot or a sealed checkpoint): the runtime, in restore
+    /// mode, opens it, checks it and continues the guest. Returns once the guest runs; a checkpoint the runtime refuses
+    /// (sealed elsewhere, tampered, already restored) is answered with the runtime's reason and leaves no workload.
+    /// </summary>
+    public async Task<WorkloadInfo> RestoreAsync(Stream body, string? name, CancellationToken ct)
+    {
+        var id = NewId();
+        var dir = new WorkloadDirectory(Path.Combine(WorkloadsRoot, id));
+        Directory.CreateDirectory(dir.Path);
+        bool sealedCheckpoint;
+        try
+        {
+            // Owner-only: a plain snapshot holds the guest's memory in clear.
+            var create = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.ReadWrite, BufferSize = 1 << 20 };
+            if (!OperatingSystem.IsWindows()) create.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            await using var file = new FileStream(dir.RestoreSource, create);
+            await body.CopyToAsync(file, ct).ConfigureAwait(false);
+            file.Position = 0;
+            var magic = new byte[8];
+            var n = await file.ReadAtLeastAsync(magic, magic.Length, throwOnEndOfStream: false, ct).ConfigureAwait(false);
+            sealedCheckpoint = Enclave.Confidential.SealedCheckpoint.IsSealed(magic.AsSpan(0, n));
+            if (!(sealedCheckpoint || magic.AsSpan(0, n).StartsWith(Wasm.Snapshots.SnapshotFormat.Magic)))
+            {
+                throw new AgentRequestException(400, "the upload is not a Ferry checkpoint (neither a snapshot nor a sealed checkpoint)");
+            }
+        }
+        catch (Exception x) when (x is AgentRequestException or IOException or OperationCanceledException)
+        {
+            try
+            {
+                Directory.Delete(dir.Path, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+            if (x is IOException io) throw new AgentRequestException(400, $"cannot receive the checkpoint: {io.Message}");
+            throw;
+        }
+        // The runtime completes the spec from the checkpoint (module name, arguments, environment, memory limit).
+        var spec = new WorkloadSpec
+        {
+            Id = id,
+            Name = string.IsNullOrWhiteSpace(name) ? "" : name.Trim(),
+            CreatedAt = DateTimeOffset.UtcNow,
+            Mode = "restore",
+            Confidential = sealedCheckpoint,
+        };
+        dir.WriteSpec(spec);
+        var entry = new Entry(dir, spec);
+        StartRuntime(entry, "restore");
+        lock (gate) entries[id] = entry;
+        var status = await WaitForStatusAsync(entry, s => s is not null, ct).ConfigureAwait(false);
+        try
+        {
+            entry.Spec = dir.ReadSpec();
+        }
+        catch (InvalidDataException)
+        {
+        }
+        if (status!.State == WorkloadStates.Failed)
+        {
+            // A refused checkpoint never became a workload: keep its directory (and the upload) in the history only.
+            Archive(entry);
+            throw new AgentRequestException(422, $"the checkpoint was not restored: {status.Message}");
+        }
+        return Info(entry);
     }
 
     // ---- Destination side ----

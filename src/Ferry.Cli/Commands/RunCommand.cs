@@ -103,7 +103,7 @@ public static class RunCommand
             {
                 if (preopens.Count > 0 || parse.GetValue(invoke) is not null || parse.GetValue(snapshot) is not null)
                 {
-                    Console.Error.WriteLine("ferry run: --on runs the program's _start on an agent; --dir, --invoke and --snapshot do not apply");
+                    Console.Error.WriteLine("ferry run: --on runs the program's _start on an agent; --dir, --invoke and --snapshot do not apply (checkpoint it there with `ferry checkpoint ID --on URL`)");
                     return ExitCodes.Usage;
                 }
                 return RemoteCommands.Run(agent, modulePath, parse.GetValue(guestArgs) ?? [], limit, env, parse.GetValue(name), parse.GetValue(confidentialFlag));

@@ -19,6 +19,7 @@ public static class SnapshotCommand
 
     private static int Inspect(string path, bool asJson)
     {
+        if (RestoreCommand.SealedHeader(path) is { } sealedHeader) return InspectSealed(path, sealedHeader, asJson);
         try
         {
             using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
@@ -80,5 +81,48 @@ public static class SnapshotCommand
             Console.Error.WriteLine($"ferry snapshot inspect: {path}: {e.Message}");
             return ExitCodes.Failure;
         }
+    }
+
+    /// <summary>
+    /// A sealed checkpoint shows only its clear-text header: whose state it is, its epoch and how its key is wrapped. The
+    /// header is not authenticated without the key (only the runtime of the host that sealed it can check it), and the
+    /// content stays sealed.
+    /// </summary>
+    private static int InspectSealed(string path, Ferry.Enclave.Confidential.CheckpointHeader h, bool asJson)
+    {
+        var length = new FileInfo(path).Length;
+        var wrap = h.WrapKind switch
+        {
+            Ferry.Enclave.Confidential.CheckpointWrapKind.Platform => "platform (only the host that wrote it can open it)",
+            Ferry.Enclave.Confidential.CheckpointWrapKind.AgreedKey => "agreed key (opens only with the key agreed with the target runtime)",
+            _ => h.WrapKind.ToString(),
+        };
+        if (asJson)
+        {
+            var summary = new
+            {
+                file = path,
+                @sealed = true,
+                measurement = Convert.ToHexStringLower(h.Identity.Measurement),
+                instanceId = h.Identity.InstanceId.ToString(),
+                epoch = h.Epoch,
+                wrapKind = h.WrapKind.ToString().ToLowerInvariant(),
+                chunkSize = h.ChunkSize,
+                fileId = h.FileId.ToString(),
+                bytes = length,
+                content = "sealed",
+            };
+            Console.WriteLine(JsonSerializer.Serialize(summary, new JsonSerializerOptions { WriteIndented = true }));
+            return ExitCodes.Ok;
+        }
+        Console.WriteLine($"sealed checkpoint {path} ({length} bytes, format {Ferry.Enclave.Confidential.SealedCheckpoint.Version})");
+        Console.WriteLine($"  measurement  {Convert.ToHexStringLower(h.Identity.Measurement)}");
+        Console.WriteLine($"  instance id  {h.Identity.InstanceId}");
+        Console.WriteLine($"  epoch        {h.Epoch}");
+        Console.WriteLine($"  key wrap     {wrap}");
+        Console.WriteLine($"  chunks       {h.ChunkSize >> 10} KiB each");
+        Console.WriteLine("  content      sealed (AES-256-GCM): memory, frames and environment are not shown; the header is authenticated only when the");
+        Console.WriteLine("               runtime of the host that wrote it opens the checkpoint (`ferry restore --on URL FILE`)");
+        return ExitCodes.Ok;
     }
 }

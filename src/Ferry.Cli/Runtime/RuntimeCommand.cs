@@ -3,7 +3,7 @@ using System.CommandLine;
 namespace Ferry.Cli.Runtime;
 
 /// <summary>
-/// `ferry runtime launch|incoming --dir DIR` (hidden): a workload's runtime process, started by the agent.
+/// `ferry runtime launch|incoming|restore --dir DIR` (hidden): a workload's runtime process, started by the agent.
 /// Not for operators; see docs/migration.md for the process contract.
 /// </summary>
 public static class RuntimeCommand
@@ -11,10 +11,16 @@ public static class RuntimeCommand
     public static Command Create()
     {
         var command = new Command("runtime", "A workload's runtime process (started by `ferry agent`)") { Hidden = true };
-        foreach (var mode in new[] { "launch", "incoming" })
+        foreach (var mode in new[] { "launch", "incoming", "restore" })
         {
             var dir = new Option<string>("--dir") { Description = "The workload's directory (spec.json, module.wasm, …)", Required = true };
-            var sub = new Command(mode, mode == "launch" ? "Start the workload's module" : "Receive the workload by migration") { dir };
+            var description = mode switch
+            {
+                "launch" => "Start the workload's module",
+                "incoming" => "Receive the workload by migration",
+                _ => "Continue the workload from its uploaded checkpoint (restore.ferry)",
+            };
+            var sub = new Command(mode, description) { dir };
             sub.SetAction(parse =>
             {
                 var path = parse.GetValue(dir)!;

@@ -59,7 +59,7 @@ internal sealed partial class WorkloadRuntime
             }
             if (migration is { Task.IsCompleted: false })
             {
-                _ = connection.EventAsync(Refuse("a migration of this workload is already in progress"));
+                _ = connection.EventAsync(Refuse($"a {handOver} of this workload is already in progress"));
                 return;
             }
             if (arrived?.PostCopy is { Completion.IsCompleted: false })
@@ -81,6 +81,7 @@ internal sealed partial class WorkloadRuntime
                 }
             }
             done = migration = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            handOver = "migration";
             status = status with
             {
                 State = WorkloadStates.Migrating,

@@ -61,7 +61,12 @@ internal sealed partial class WorkloadRuntime : IDisposable
             ctx.Cancel = true;
             _ = Task.Run(() => runtime.StopAsync("SIGTERM"));
         });
-        return mode == "incoming" ? runtime.Incoming() : runtime.Launch();
+        return mode switch
+        {
+            "incoming" => runtime.Incoming(),
+            "restore" => runtime.Restore(),
+            _ => runtime.Launch(),
+        };
     }
 
     private static void Log(string message) => Console.Error.WriteLine($"[ferry-runtime {DateTime.UtcNow:HH:mm:ss.fff}] {message}");
@@ -185,7 +190,7 @@ internal sealed partial class WorkloadRuntime : IDisposable
         {
             if (migration is { Task.IsCompleted: false })
             {
-                Log($"{why} ignored: a migration is in progress (stopping now could lose the workload)");
+                Log($"{why} ignored: a {handOver} is in progress (stopping now could lose the workload)");
                 return;
             }
             if (WorkloadStates.IsFinal(status.State)) return;
@@ -222,7 +227,7 @@ internal sealed partial class WorkloadRuntime : IDisposable
                 lock (gate) migrating = migration is { Task.IsCompleted: false };
                 if (migrating)
                 {
-                    await connection.ReplyAsync(new ControlReply { Ok = false, Error = "the workload is migrating; stop it once the migration has finished" }).ConfigureAwait(false);
+                    await connection.ReplyAsync(new ControlReply { Ok = false, Error = $"a {handOver} of the workload is in progress; stop it once it has finished" }).ConfigureAwait(false);
                     break;
                 }
                 await connection.ReplyAsync(new ControlReply { Ok = true }).ConfigureAwait(false);
@@ -231,8 +236,11 @@ internal sealed partial class WorkloadRuntime : IDisposable
             case "migrate" when request.Migrate is { } m:
                 await MigrateAsync(m, connection).ConfigureAwait(false);
                 break;
+            case "checkpoint":
+                await CheckpointAsync(connection).ConfigureAwait(false);
+                break;
             default:
-                await connection.ReplyAsync(new ControlReply { Ok = false, Error = $"unknown request '{request.Op}' (status, stop, migrate)" }).ConfigureAwait(false);
+                await connection.ReplyAsync(new ControlReply { Ok = false, Error = $"unknown request '{request.Op}' (status, stop, migrate, checkpoint)" }).ConfigureAwait(false);
                 break;
         }
     }

@@ -108,6 +108,12 @@ public static class SealedCheckpoint
     internal const int TagSize = 16;
     internal static ReadOnlySpan<byte> Magic => "FERRYSCP"u8;
 
+    /// <summary>Bytes <see cref="IsSealed"/> needs from the start of a file.</summary>
+    public const int MagicLength = 8;
+
+    /// <summary>Does a file starting with <paramref name="start"/> claim to be a sealed checkpoint ("FERRYSCP")? Nothing is verified.</summary>
+    public static bool IsSealed(ReadOnlySpan<byte> start) => start.StartsWith(Magic);
+
     /// <summary>A writer that seals everything written to it into <paramref name="output"/>; call <see cref="SealedCheckpointWriter.Complete"/> at the end.</summary>
     public static SealedCheckpointWriter Create(Stream output, CheckpointKeyWrap wrap, WorkloadIdentity identity, ulong epoch, int chunkSize = DefaultChunkSize, bool leaveOpen = false) =>
         new(output, wrap, identity, epoch, chunkSize, leaveOpen);
