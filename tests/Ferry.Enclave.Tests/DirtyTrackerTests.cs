@@ -112,7 +112,14 @@ public unsafe class DirtyTrackerTests
         tracker.Start();
         Assert.Equal(1, memory.Grow(1));
         memory.Base[20 * 4096] = 1;
-        Assert.Equal([17, 20], Collect(tracker));
+        // Both writes must be reported. Page 18 was only read: usually the kernel backs that with the shared zero page
+        // and it is not reported, but a read fault may also get a real page (seen in one fresh-clone CI run), and
+        // a populated page is indistinguishable from a written one after the fact. Reporting it is a harmless
+        // over-approximation (one extra page sent); no other page may appear.
+        var reported = Collect(tracker);
+        Assert.Contains(17L, reported);
+        Assert.Contains(20L, reported);
+        Assert.Subset(new HashSet<long> { 17, 18, 20 }, reported.ToHashSet());
         Assert.Empty(Collect(tracker));
     }
 

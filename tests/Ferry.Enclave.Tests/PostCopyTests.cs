@@ -20,6 +20,35 @@ public unsafe class PostCopyTests
         return m;
     }
 
+    [Fact]
+    public void Discarding_scattered_pending_pages_zeroes_exactly_those_pages_across_batches()
+    {
+        // 160 Wasm pages = 2,560 OS pages: every third page of the first half, every other page of the second, and a
+        // run of 40 at the end pending: 427 + 620 + 1 = 1,048 runs, more than one batch of 1,024 ranges.
+        using var m = SourceMemory(160);
+        var pages = (long)(m.Size / 4096);
+        var pending = new byte[(pages + 7) / 8];
+        bool IsPending(long p) => p < 1280 ? p % 3 == 0 : p >= pages - 40 || p % 2 == 0;
+        for (long p = 0; p < pages; p++)
+        {
+            if (IsPending(p)) pending[p >> 3] |= (byte)(1 << (int)(p & 7));
+        }
+        Migration.KernelPostCopy.DiscardRuns(m, pending);
+        for (long p = 0; p < pages; p++)
+        {
+            var page = new ReadOnlySpan<byte>(m.Base + p * 4096, 4096);
+            if (IsPending(p))
+            {
+                Assert.False(page.ContainsAnyExcept((byte)0), $"pending page {p} still holds data");
+            }
+            else
+            {
+                Assert.Equal((byte)(p * 31 + 1), page[0]);
+                Assert.Equal((byte)(p * 31 + 4095 * 7 + 1), page[4095]);
+            }
+        }
+    }
+
     /// <summary>Reads pages from a source memory; optionally holds one page back until released; counts requests.</summary>
     private sealed class MemorySource(LinearMemory memory) : IPageSource
     {

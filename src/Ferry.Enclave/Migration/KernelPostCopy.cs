@@ -33,9 +33,19 @@ public sealed class KernelPostCopy : IPageSource, IMissingPageHandler, IDisposab
         server = new MissingPageServer(memory, this, allowTouched: true);
     }
 
-    /// <summary>One madvise(MADV_DONTNEED) per run of consecutive pending pages: this is on the downtime path.</summary>
-    private static unsafe void DiscardRuns(LinearMemory memory, byte[] pendingBitmap)
+    /// <summary>
+    /// Discards every run of consecutive pending pages. This is on the downtime path, and the pending pages of a
+    /// hybrid migration are scattered (tens of thousands of short runs for a key-value store): one madvise per run
+    /// costs a system call and a TLB shootdown each (measured here: 50,000 isolated pages in 3.5 s). process_madvise
+    /// on this process's own pidfd takes up to 1,024 ranges per call and the kernel batches their TLB flushes (same
+    /// pages: 44–125 ms). Linux accepts MADV_DONTNEED there for the calling process since 6.13; older kernels refuse
+    /// it (EINVAL) and the discard falls back to one madvise per run.
+    /// </summary>
+    internal static unsafe void DiscardRuns(LinearMemory memory, byte[] pendingBitmap)
     {
+        const int Batch = 1024; // UIO_MAXIOV
+        var ranges = stackalloc Native.IoVec[Batch];
+        var count = 0;
         var pages = Math.Min((long)(memory.Size >> 12), (long)pendingBitmap.Length * 8);
         long p = 0;
         while (p < pages)
@@ -47,9 +57,56 @@ public sealed class KernelPostCopy : IPageSource, IMissingPageHandler, IDisposab
             }
             var start = p;
             while (p < pages && (pendingBitmap[p >> 3] & (1 << (int)(p & 7))) != 0) p++;
-            if (Native.madvise((nint)(memory.Base + start * 4096), (nuint)((p - start) * 4096), Native.MADV_DONTNEED) != 0)
+            ranges[count++] = new Native.IoVec { Base = (nint)(memory.Base + start * 4096), Length = (nuint)((p - start) * 4096) };
+            if (count == Batch)
             {
-                throw new TrackingException($"madvise(MADV_DONTNEED) of pages {start}..{p - 1}", Native.Errno);
+                Discard(ranges, count);
+                count = 0;
+            }
+        }
+        if (count > 0) Discard(ranges, count);
+    }
+
+    /// <summary>This process's pidfd for process_madvise; -1 once the kernel has refused it (then: plain madvise).</summary>
+    private static int selfPidfd = -2;
+
+    private static unsafe void Discard(Native.IoVec* ranges, int count)
+    {
+        var done = 0;
+        var fd = Volatile.Read(ref selfPidfd);
+        if (fd == -2)
+        {
+            fd = (int)Native.syscall(Native.SYS_pidfd_open, Environment.ProcessId, 0, 0, 0, 0);
+            if (fd < 0) fd = -1;
+            if (Interlocked.CompareExchange(ref selfPidfd, fd, -2) != -2 && fd >= 0)
+            {
+                Native.close(fd);
+                fd = Volatile.Read(ref selfPidfd);
+            }
+        }
+        if (fd >= 0)
+        {
+            var advised = (long)Native.syscall(Native.SYS_process_madvise, fd, (nint)ranges, count, Native.MADV_DONTNEED, 0);
+            if (advised >= 0)
+            {
+                // A short count means it stopped at a range (an error there): that range and the rest go one by one
+                // below, where a real failure gets its errno.
+                while (done < count && advised >= (long)ranges[done].Length)
+                {
+                    advised -= (long)ranges[done].Length;
+                    done++;
+                }
+            }
+            else if (Native.Errno is Native.EINVAL or Native.ENOSYS or Native.EPERM)
+            {
+                Volatile.Write(ref selfPidfd, -1);
+            }
+        }
+        for (var i = done; i < count; i++)
+        {
+            if (Native.madvise(ranges[i].Base, ranges[i].Length, Native.MADV_DONTNEED) != 0)
+            {
+                throw new TrackingException($"madvise(MADV_DONTNEED) of {ranges[i].Length >> 12} pages at 0x{ranges[i].Base:x}", Native.Errno);
             }
         }
     }

@@ -205,6 +205,20 @@ internal static unsafe partial class Native
     [LibraryImport("libc", SetLastError = true)]
     public static partial nint syscall(nint number, nint arg0);
 
+    [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
+    public static partial nint syscall(nint number, nint arg0, nint arg1, nint arg2, nint arg3, nint arg4);
+
+    // Numbers shared by every architecture (the syscall table is unified from 424 on).
+    public const nint SYS_pidfd_open = 434;
+    public const nint SYS_process_madvise = 440;
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct IoVec
+    {
+        public nint Base;
+        public nuint Length;
+    }
+
     [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int open(string path, int flags);
 
