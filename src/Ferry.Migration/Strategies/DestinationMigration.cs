@@ -88,7 +88,11 @@ public sealed class DestinationMigration
             var requests = System.Threading.Channels.Channel.CreateUnbounded<long[]>();
             enclave.SetPageRequester(pages => requests.Writer.TryWrite(pages));
             var applied = new SemaphoreSlim(0);
-            enclave.BatchApplied += () => applied.Release();
+            enclave.BatchApplied += () =>
+            {
+                Active();
+                applied.Release();
+            };
             await control.WriteAsync(MessageType.SetupAck, Array.Empty<byte>(), linked.Token).ConfigureAwait(false);
 
             // Page streams: apply every batch as it comes.
@@ -262,13 +266,30 @@ public sealed class DestinationMigration
         }
     }
 
+    /// <summary>When a frame last arrived on any stream (Stopwatch ticks).</summary>
+    private long lastActivity = Stopwatch.GetTimestamp();
+
+    private void Active() => Volatile.Write(ref lastActivity, Stopwatch.GetTimestamp());
+
+    /// <summary>
+    /// The next control frame. The source is silent on the control stream for as long as pre-copy rounds take
+    /// (minutes for a large, busy guest) while pages flow on the page streams, so only silence on every stream
+    /// for the peer timeout counts as a lost source.
+    /// </summary>
     private async Task<Frame> ReadOrFailAsync(FrameStream control, Task receivers, CancellationToken ct)
     {
         var read = control.ReadAsync(ct).AsTask();
-        var timeout = Task.Delay(peerTimeout, ct);
-        var done = await Task.WhenAny(read, receivers, timeout).ConfigureAwait(false);
-        if (done == receivers && receivers.IsFaulted) await receivers.ConfigureAwait(false);
-        if (done == timeout) throw new TimeoutException($"the source sent nothing for {peerTimeout.TotalSeconds:0} s");
+        while (true)
+        {
+            var idle = Stopwatch.GetElapsedTime(Volatile.Read(ref lastActivity));
+            if (idle >= peerTimeout) throw new TimeoutException($"the source sent nothing for {peerTimeout.TotalSeconds:0} s");
+            var timeout = Task.Delay(peerTimeout - idle, ct);
+            var done = await Task.WhenAny(read, receivers, timeout).ConfigureAwait(false);
+            if (done == read) break;
+            if (done == receivers && receivers.IsFaulted) await receivers.ConfigureAwait(false);
+            if (done == receivers) receivers = read; // page streams ended cleanly: wait for the control frame alone
+        }
+        Active();
         return await read.ConfigureAwait(false) ?? throw new ProtocolException("the source closed the control stream");
     }
 
