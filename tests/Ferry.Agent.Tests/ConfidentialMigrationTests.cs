@@ -135,6 +135,30 @@ public sealed class ConfidentialMigrationTests
     }
 
     [Fact]
+    public async Task Lost_commit_the_destinations_sealed_discard_proof_lets_the_source_resume()
+    {
+        // The source commits (it will never run the guest again on its own authority) but the Commit never reaches
+        // the destination. Without more, no copy would run: a confidential source cannot take the destination
+        // agent's "it did not start" for it. The destination runtime, discarding the state for good, seals a proof
+        // under the session key; the source gets it through the destination agent, checks it and resumes.
+        using var pair = AgentPair.WithTrustFile();
+        using var proxy = new RecordingProxy(new Uri(pair.B.Url)) { DropCommit = true };
+        var (id, m) = await pair.MigrateMidRunAsync("microbench", ["--mem", "16M", "--seconds", "3", "--progress", "0.2"],
+            ["--strategy", "stopcopy"], runOptions: ["--confidential"], to: proxy.Url);
+        Assert.True(proxy.CommitDropped, $"the proxy never saw the Commit: {m}");
+        Assert.Equal(1, m.ExitCode);
+        using (var doc = JsonDocument.Parse(m.Stdout))
+        {
+            var root = doc.RootElement;
+            Assert.False(root.GetProperty("succeeded").GetBoolean());
+            Assert.True(root.GetProperty("sourceResumed").GetBoolean(), $"the source should resume on the destination's proof: {m}\nA:\n{pair.A.Log}");
+            Assert.Contains("continues on the source", root.GetProperty("error").GetString());
+        }
+        Assert.Contains("proof of discarding the state", File.ReadAllText(Path.Combine(pair.A.StateDir, "workloads", id, "stderr.log")));
+        await AssertSourceFinishesAsUninterruptedAsync(pair, id);
+    }
+
+    [Fact]
     public async Task Destination_outside_the_trust_file_is_refused_and_the_source_runs_on()
     {
         using var pair = AgentPair.WithTrustFile(trustBeta: false);

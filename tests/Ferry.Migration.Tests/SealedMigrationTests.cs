@@ -200,6 +200,53 @@ public sealed class SealedMigrationTests : IDisposable
         source.Unfreeze();
     }
 
+    [Fact]
+    public async Task A_destination_that_discards_seals_a_proof_the_source_accepts_and_never_runs_a_late_commit()
+    {
+        async Task<(EnclaveSource Source, EnclaveDestination Destination, byte[] Commit)> ReadyPairAsync()
+        {
+            var (src, dst) = KeyedPair(2);
+            var env = new GateEnvironment(open: false);
+            var program = GuestProgram.Create(Wat.Load(WriterBytes), env, CompileOptions.Default with { DirtyTracking = true }, InstanceOptions.Default);
+            program.Start();
+            await env.Waiting.Task.WaitAsync(TimeSpan.FromSeconds(30));
+            var source = new EnclaveSource(program, src, 2);
+            await source.FreezeAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            var destination = new EnclaveDestination(Wat.Load(WriterBytes), CompileOptions.Default, InstanceOptions.Default,
+                _ => new GateEnvironment(open: true), dst, 2);
+            var buffer = new byte[source.MaxRecordBytes(1)];
+            var n = source.SealBatch([0], 0, 1, buffer);
+            destination.ApplyBatch(1, buffer[..n]);
+            destination.CompleteState(destination.OpenState(source.SealState(0, null, 2)));
+            source.OpenReady(destination.SealReady(), 2);
+            return (source, destination, source.SealCommit(2));
+        }
+
+        // The commit is lost on the way; the destination gives up and proves it.
+        var (source, destination, commit) = await ReadyPairAsync();
+        var proof = destination.TrySealDiscarded();
+        Assert.NotNull(proof);
+        Assert.Same(proof, destination.TrySealDiscarded());
+        Assert.Contains("already discarded", Assert.Throws<MigrationIntegrityException>(() => destination.OpenCommit(commit)).Message);
+        source.OpenDiscarded(proof!, 2);
+        source.Unfreeze();
+        destination.Dispose();
+
+        // A proof for another epoch, or the Ready passed off as one, is refused.
+        (source, destination, _) = await ReadyPairAsync();
+        proof = destination.TrySealDiscarded();
+        Assert.Throws<MigrationIntegrityException>(() => source.OpenDiscarded(proof!, 3));
+        source.Unfreeze();
+        destination.Dispose();
+
+        // Once the commit was accepted there is nothing to discard: no proof.
+        (source, destination, commit) = await ReadyPairAsync();
+        destination.OpenCommit(commit);
+        Assert.Null(destination.TrySealDiscarded());
+        source.Retire();
+        destination.Dispose();
+    }
+
     [Theory]
     [InlineData(Strategy.StopCopy)]
     [InlineData(Strategy.PreCopy)]

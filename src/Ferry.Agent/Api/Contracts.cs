@@ -103,6 +103,11 @@ public sealed record IncomingMigration
     public long PostCopyFaults { get; init; }
     public FaultLatency? FaultLatency { get; init; }
     public long PendingPages { get; init; }
+    /// <summary>
+    /// Confidential migrations that failed here before the commit was accepted: the destination runtime's sealed proof
+    /// (base64) that it discarded the state and will never run it (only the source runtime can check it).
+    /// </summary>
+    public string? DiscardProof { get; init; }
 }
 
 /// <summary>status.json: written atomically by the runtime process whenever something changes.</summary>
@@ -259,7 +264,9 @@ public sealed record MigrationInfo
 }
 
 /// <summary>POST /v1/migrations/{id}/resolve: "running" (the destination took over) or "failed" (it never will).</summary>
-public sealed record ResolveResponse(string Outcome, string? Detail);
+/// <summary>Outcome of an incoming migration, for a source that lost contact after its commit.</summary>
+/// <param name="DiscardProof">Base64 sealed proof from the destination runtime that it discarded the state (confidential migrations).</param>
+public sealed record ResolveResponse(string Outcome, string? Detail, string? DiscardProof = null);
 
 public sealed record AgentInfo(string Name, string Url, string Version, int Pid, string StateDir, int Workloads, string[] TrackingMethods);
 
@@ -268,7 +275,7 @@ public sealed record ErrorResponse(string Error);
 /// <summary>Requests and replies on a runtime's control socket (one JSON object per line).</summary>
 public sealed record ControlRequest
 {
-    /// <summary>"status", "stop", "migrate" or "checkpoint".</summary>
+    /// <summary>"status", "stop", "migrate", "checkpoint" or "discard" (an incoming runtime that has not started the guest).</summary>
     public required string Op { get; init; }
     public MigrateRequest? Migrate { get; init; }
 }
@@ -280,6 +287,8 @@ public sealed record ControlReply
     public WorkloadStatus? Status { get; init; }
     /// <summary>"checkpoint": the checkpoint written.</summary>
     public CheckpointInfo? Checkpoint { get; init; }
+    /// <summary>"discard": the incoming runtime's sealed proof that it discarded the state (base64), if it did.</summary>
+    public string? DiscardProof { get; init; }
 }
 
 [JsonSerializable(typeof(WorkloadSpec))]

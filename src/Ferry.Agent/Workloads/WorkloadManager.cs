@@ -649,6 +649,26 @@ public sealed partial class WorkloadManager : IDisposable
         {
             return new ResolveResponse("running", $"the workload runs on agent {options.Name} (state {status!.State})");
         }
+        // A confidential source cannot take this agent's word for it (resuming could fork the workload): a runtime
+        // still alive is asked to discard the state for good and hand out its enclave's sealed proof; one that
+        // already failed left the proof in its status.
+        var proof = status?.Incoming?.DiscardProof;
+        if (alive && proof is null && status?.Confidential == true)
+        {
+            try
+            {
+                var reply = await ControlClient.RequestAsync(dir.ControlSocket, new ControlRequest { Op = "discard" }, TimeSpan.FromSeconds(10), ct).ConfigureAwait(false);
+                if (reply.Status is not null && TookOver(reply.Status))
+                {
+                    return new ResolveResponse("running", $"the workload runs on agent {options.Name} (state {reply.Status.State})");
+                }
+                proof = reply.DiscardProof;
+            }
+            catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or OperationCanceledException or TimeoutException)
+            {
+                // No proof: the source stays stopped rather than risk two copies.
+            }
+        }
         Entry? entry;
         lock (gate) entry = entries.Values.FirstOrDefault(e => e.Dir.Path == dir.Path);
         var pid = status?.Pid ?? entry?.Pid ?? 0;
@@ -657,7 +677,8 @@ public sealed partial class WorkloadManager : IDisposable
             throw new AgentRequestException(500, $"could not kill the incoming runtime (pid {pid})");
         }
         if (entry is not null) Archive(entry);
-        return new ResolveResponse("failed", $"the destination had not taken over (phase {status?.Incoming?.Phase ?? "unknown"}); its runtime was stopped");
+        proof ??= dir.ReadStatus()?.Incoming?.DiscardProof;
+        return new ResolveResponse("failed", $"the destination had not taken over (phase {status?.Incoming?.Phase ?? "unknown"}); its runtime was stopped", proof);
     }
 
     public void Dispose()

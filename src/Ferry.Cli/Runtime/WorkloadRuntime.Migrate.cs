@@ -239,7 +239,7 @@ internal sealed partial class WorkloadRuntime
     /// the guest runs there with all its pages, and otherwise makes sure it never will (kills that runtime).
     /// Retried while the agent is unreachable; an error means "unknown", which the migration treats as running.
     /// </summary>
-    private static async Task<bool> ConfirmAsync(Uri to, Guid migrationId, CancellationToken ct)
+    private static async Task<DestinationAnswer> ConfirmAsync(Uri to, Guid migrationId, CancellationToken ct)
     {
         Exception? last = null;
         for (var attempt = 0; attempt < 5; attempt++)
@@ -248,8 +248,21 @@ internal sealed partial class WorkloadRuntime
             {
                 using var client = new AgentClient(to, TimeSpan.FromSeconds(30));
                 var answer = await client.ResolveAsync(migrationId.ToString(), ct).ConfigureAwait(false);
-                Log($"acknowledgement lost after commit; the destination says: {answer.Outcome} ({answer.Detail})");
-                return answer.Outcome == "running";
+                Log($"acknowledgement lost after commit; the destination says: {answer.Outcome} ({answer.Detail})"
+                    + (answer.DiscardProof is null ? "" : ", with its runtime's proof of discarding the state"));
+                byte[]? proof = null;
+                if (answer.DiscardProof is { } b64)
+                {
+                    try
+                    {
+                        proof = Convert.FromBase64String(b64);
+                    }
+                    catch (FormatException)
+                    {
+                        // Garbage from the path: no proof.
+                    }
+                }
+                return new DestinationAnswer(answer.Outcome == "running", proof);
             }
             catch (AgentUnreachableException e)
             {

@@ -239,8 +239,15 @@ internal sealed partial class WorkloadRuntime : IDisposable
             case "checkpoint":
                 await CheckpointAsync(connection).ConfigureAwait(false);
                 break;
+            case "discard":
+                // The destination agent asks on behalf of a source that lost contact after its commit: decide now
+                // (discard unless the commit was already accepted) and hand out the enclave's proof.
+                var proof = arrived?.TrySealDiscarded();
+                if (proof is not null) PublishDiscardProof(proof);
+                await connection.ReplyAsync(new ControlReply { Ok = true, Status = LiveStatus(), DiscardProof = proof is null ? null : Convert.ToBase64String(proof) }).ConfigureAwait(false);
+                break;
             default:
-                await connection.ReplyAsync(new ControlReply { Ok = false, Error = $"unknown request '{request.Op}' (status, stop, migrate, checkpoint)" }).ConfigureAwait(false);
+                await connection.ReplyAsync(new ControlReply { Ok = false, Error = $"unknown request '{request.Op}' (status, stop, migrate, checkpoint, discard)" }).ConfigureAwait(false);
                 break;
         }
     }
@@ -315,7 +322,10 @@ internal sealed partial class WorkloadRuntime : IDisposable
             incomingStreams = streams;
             SetPhase(IncomingPhases.Receiving, null);
             if (hook?.At("destination", "receiving", spec.Id, migrationId) is { } action) Apply(action, streams);
-            var destination = new DestinationMigration(CreateEnclave, OnPhase, TimeSpan.FromSeconds(60), IncomingHandshakeAsync);
+            var destination = new DestinationMigration(CreateEnclave, OnPhase, TimeSpan.FromSeconds(60), IncomingHandshakeAsync)
+            {
+                Discarded = PublishDiscardProof,
+            };
             result = destination.RunAsync(streams, CancellationToken.None).GetAwaiter().GetResult();
         }
         catch (Exception e)
@@ -446,6 +456,14 @@ internal sealed partial class WorkloadRuntime : IDisposable
     }
 
     private static string AgentNames(Migration.Protocol.Strategy s) => MigrationNames.Name(s);
+
+    /// <summary>Keeps the destination enclave's discard proof in status.json, where the agent finds it even after this process ends.</summary>
+    private void PublishDiscardProof(byte[] proof)
+    {
+        if (!spec.Confidential) return; // a plain source takes its agent's word; nothing to prove
+        Update(s => s with { Incoming = (s.Incoming ?? new IncomingMigration { MigrationId = spec.MigrationId ?? "", Phase = IncomingPhases.Failed }) with { DiscardProof = Convert.ToBase64String(proof) } });
+        Log("the incoming state was discarded before any commit was accepted; proof kept for the source");
+    }
 
     private void SetPhase(string phase, string? error) =>
         Update(s => s with { Incoming = (s.Incoming ?? new IncomingMigration { MigrationId = spec.MigrationId ?? "", Phase = phase }) with { Phase = phase, Error = error } });

@@ -249,6 +249,9 @@ public sealed class EnclaveDestination : IDisposable
     public PostCopyPages? PostCopy => postCopy;
 
     private long repliesSealed;
+    // The destination's one decision: accept the commit (and run) or discard (and never run). Under `gate`.
+    private bool commitAccepted;
+    private byte[]? discardProof;
 
     /// <summary>The Ready reply for the source: this enclave holds the complete, verified state (of the arrived epoch).</summary>
     public byte[] SealReady()
@@ -269,6 +272,33 @@ public sealed class EnclaveDestination : IDisposable
         return SealReply(MigrationRecordKind.Resumed, body);
     }
 
+    /// <summary>
+    /// Throws the arrived state away for good, unless the commit was already accepted (then null: the guest runs
+    /// here). Returns the proof for the source — a sealed Discarded reply carrying the epoch — so that a confidential
+    /// source whose commit went missing can resume without risking a second copy. Idempotent: the same proof again.
+    /// Null too when there is no session to seal under yet (nothing was ready to run then anyway).
+    /// </summary>
+    public byte[]? TrySealDiscarded()
+    {
+        lock (gate)
+        {
+            if (commitAccepted) return null;
+            if (discardProof is not null) return discardProof;
+            Span<byte> body = stackalloc byte[9];
+            body[0] = (byte)MigrationRecordKind.Discarded;
+            BinaryPrimitives.WriteUInt64LittleEndian(body[1..], arrivedEpoch);
+            try
+            {
+                discardProof = SealReply(MigrationRecordKind.Discarded, body);
+            }
+            catch (InvalidOperationException)
+            {
+                discardProof = [];
+            }
+            return discardProof.Length == 0 ? null : discardProof;
+        }
+    }
+
     private byte[] SealReply(MigrationRecordKind kind, ReadOnlySpan<byte> body)
     {
         var output = new byte[body.Length + protector.Overhead];
@@ -285,12 +315,14 @@ public sealed class EnclaveDestination : IDisposable
         int n;
         lock (gate)
         {
+            if (discardProof is not null) throw new MigrationIntegrityException("the state was already discarded here: a late commit cannot start it");
             n = protector.Open(new RecordContext(MigrationRecordKind.Commit, 0, received[0]), record, body);
             received[0]++;
-        }
-        if (n != 8 || System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(body) != arrivedEpoch)
-        {
-            throw new MigrationIntegrityException("the commit does not match the state that arrived");
+            if (n != 8 || System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(body) != arrivedEpoch)
+            {
+                throw new MigrationIntegrityException("the commit does not match the state that arrived");
+            }
+            commitAccepted = true;
         }
         admission?.Commit();
     }

@@ -171,6 +171,12 @@ public sealed class EnclaveSource
         return BinaryPrimitives.ReadInt64LittleEndian(body[9..]);
     }
 
+    /// <summary>
+    /// Checks the destination's proof that it discarded the state of <paramref name="epoch"/> before accepting any
+    /// commit (so it will never run it); throws <see cref="MigrationIntegrityException"/> if it is not authentic.
+    /// </summary>
+    public void OpenDiscarded(ReadOnlySpan<byte> record, ulong epoch) => OpenReply(record, MigrationRecordKind.Discarded, epoch, 9);
+
     private const int ReplyBodyMax = 64;
     private long repliesOpened;
 

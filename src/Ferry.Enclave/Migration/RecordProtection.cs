@@ -14,6 +14,11 @@ public enum MigrationRecordKind : byte
     Ready = 4,
     /// <summary>Destination → source: the guest runs here since this instant (the source may retire).</summary>
     Resumed = 5,
+    /// <summary>
+    /// Destination → source: this destination threw the state away before accepting a commit and will never run it.
+    /// The source's proof that resuming after a commit that went missing cannot make a second copy.
+    /// </summary>
+    Discarded = 6,
 }
 
 /// <summary>The context a record is bound to: replaying it in another place is detected.</summary>

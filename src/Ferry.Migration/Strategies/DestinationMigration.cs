@@ -30,6 +30,12 @@ public sealed class DestinationMigration
     private readonly Func<WorkloadSetup, ReadOnlyMemory<byte>, EnclaveDestination> createEnclave;
     private readonly Action<DestinationPhase, string?>? onPhase;
     private readonly TimeSpan peerTimeout;
+
+    /// <summary>
+    /// Called when a failed attempt discarded state that had arrived, with the enclave's sealed proof of it
+    /// (<see cref="EnclaveDestination.TrySealDiscarded"/>): the runtime publishes it where the source can ask for it.
+    /// </summary>
+    public Action<byte[]>? Discarded { get; init; }
     private readonly Func<WorkloadSetup, IHandshakeChannel, CancellationToken, Task>? handshake;
 
     /// <param name="handshake">
@@ -174,6 +180,7 @@ public sealed class DestinationMigration
             {
             }
             await linked.CancelAsync().ConfigureAwait(false);
+            if (enclave?.TrySealDiscarded() is { } proof) Discarded?.Invoke(proof);
             enclave?.Dispose();
             foreach (var f in frames) await f.DisposeAsync().ConfigureAwait(false);
             throw;

@@ -27,7 +27,7 @@ public sealed record MigrationOptions
     /// After commit, if the destination's acknowledgement is lost: asks the destination (out of band, e.g. its
     /// agent) whether the guest runs there. True = it runs; false = it does not and never will.
     /// </summary>
-    public Func<Guid, CancellationToken, Task<bool>>? ConfirmDestinationRunning { get; init; }
+    public Func<Guid, CancellationToken, Task<DestinationAnswer>>? ConfirmDestinationRunning { get; init; }
     /// <summary>May the source resume if, after commit, the destination is known not to run the guest? (No for confidential workloads: that would be a rollback.)</summary>
     public bool ResumeAfterFailedCommit { get; init; } = true;
     /// <summary>
@@ -504,11 +504,13 @@ public sealed class SourceMigration
         }
         // After commit: the destination may or may not run the guest. Ask out of band before deciding.
         var runsThere = true;
+        DestinationAnswer? answer = null;
         if (options.ConfirmDestinationRunning is { } confirm)
         {
             try
             {
-                runsThere = await confirm(migrationId, ct).ConfigureAwait(false);
+                answer = await confirm(migrationId, ct).ConfigureAwait(false);
+                runsThere = answer.Running;
                 destinationConfirmed = runsThere;
             }
             catch (Exception)
@@ -520,6 +522,21 @@ public sealed class SourceMigration
         {
             enclave.Unfreeze();
             return true;
+        }
+        if (!runsThere && answer?.DiscardProof is { Length: > 0 } proof)
+        {
+            // The agent's word is not enough where resuming could fork the workload; the destination enclave's own
+            // sealed statement that it threw the state away (and so can never run it) is.
+            try
+            {
+                enclave.OpenDiscarded(proof, options.Epoch);
+                enclave.Unfreeze();
+                return true;
+            }
+            catch (MigrationIntegrityException)
+            {
+                // Not authentic: never risk two copies.
+            }
         }
         // It runs there, or it cannot run anywhere without a rollback: either way never here again.
         enclave.Retire();
@@ -540,3 +557,10 @@ public sealed class SourceMigration
         }
     }
 }
+
+/// <summary>
+/// What the destination's side says after a commit whose outcome the source did not learn: whether the guest runs
+/// there, and, if it does not, the destination enclave's sealed proof that it discarded the state (confidential
+/// migrations; <see cref="MigrationRecordKind.Discarded"/>).
+/// </summary>
+public sealed record DestinationAnswer(bool Running, byte[]? DiscardProof = null);

@@ -36,6 +36,19 @@ public sealed class RecordingProxy : IDisposable
 
     public bool Tampered => Volatile.Read(ref tampered) == 1;
 
+    /// <summary>
+    /// Lose the source's Commit: on the control stream (?index=0) the client→agent frames are followed, and where the
+    /// Commit frame begins the proxy stops forwarding and closes that connection — the commit never arrives.
+    /// </summary>
+    public bool DropCommit { get; set; }
+
+    public bool CommitDropped => Volatile.Read(ref commitDropped) == 1;
+
+    private int commitDropped;
+
+    /// <summary>Frame type of Commit in the migration protocol (Ferry.Migration.Protocol.MessageType.Commit).</summary>
+    private const ushort CommitFrame = 9;
+
     public long RecordedBytes
     {
         get
@@ -135,6 +148,9 @@ public sealed class RecordingProxy : IDisposable
         long total = 0;
         long flipAt = -1;
         var headDone = !tamper;
+        // Frame following on the control stream (DropCommit): bytes from the first frame on, and where the next header starts.
+        List<byte>? frames = null;
+        var nextFrame = 0;
         try
         {
             while (true)
@@ -149,12 +165,28 @@ public sealed class RecordingProxy : IDisposable
                     if (end >= 0)
                     {
                         headDone = true;
+                        if (DropCommit && text.Contains("/streams?index=0 ", StringComparison.Ordinal))
+                        {
+                            frames = [.. head.Skip(end + 4)];
+                            total += n;
+                            recording.Add(buffer.AsSpan(0, n));
+                            if (!await ForwardFramesAsync(to, buffer.AsMemory(0, n), n - frames.Count, frames, () => nextFrame, v => nextFrame = v)) break;
+                            continue;
+                        }
                         if (TamperStream is { } s && text.StartsWith("GET ", StringComparison.Ordinal) && text.Contains($"/streams?index={s} ", StringComparison.Ordinal))
                         {
                             // Hello frame (8-byte header + 20) then the first data frame's 8-byte header.
                             flipAt = end + 4 + 28 + 8 + TamperOffset;
                         }
                     }
+                }
+                if (frames is not null)
+                {
+                    frames.AddRange(buffer.AsSpan(0, n));
+                    recording.Add(buffer.AsSpan(0, n));
+                    total += n;
+                    if (!await ForwardFramesAsync(to, buffer.AsMemory(0, n), 0, frames, () => nextFrame, v => nextFrame = v)) break;
+                    continue;
                 }
                 if (flipAt >= total && flipAt < total + n && Interlocked.Exchange(ref tampered, 1) == 0)
                 {
@@ -177,6 +209,33 @@ public sealed class RecordingProxy : IDisposable
         catch (ObjectDisposedException)
         {
         }
+    }
+
+    /// <summary>
+    /// Forwards <paramref name="chunk"/> (whose frame bytes start at <paramref name="framesFrom"/> within it and are the
+    /// tail of <paramref name="frames"/>) up to the start of a Commit frame; false once the commit was dropped.
+    /// </summary>
+    private async Task<bool> ForwardFramesAsync(Socket to, ReadOnlyMemory<byte> chunk, int framesFrom, List<byte> frames, Func<int> next, Action<int> setNext)
+    {
+        // Offset of the chunk's first frame byte within `frames`.
+        var chunkStart = frames.Count - (chunk.Length - framesFrom);
+        var cursor = next();
+        while (cursor + 8 <= frames.Count)
+        {
+            var length = frames[cursor] | frames[cursor + 1] << 8 | frames[cursor + 2] << 16 | frames[cursor + 3] << 24;
+            var type = (ushort)(frames[cursor + 4] | frames[cursor + 5] << 8);
+            if (type == CommitFrame)
+            {
+                var keep = framesFrom + Math.Max(0, cursor - chunkStart);
+                if (keep > 0) await to.SendAsync(chunk[..keep], SocketFlags.None, stop.Token);
+                Volatile.Write(ref commitDropped, 1);
+                return false;
+            }
+            cursor += 8 + length;
+        }
+        setNext(cursor);
+        await to.SendAsync(chunk, SocketFlags.None, stop.Token);
+        return true;
     }
 
     public void Dispose()
