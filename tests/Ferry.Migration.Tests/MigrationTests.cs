@@ -56,6 +56,20 @@ public class MigrationTests
         public void Dispose() => Listener.Dispose();
     }
 
+    [Fact]
+    public void Page_bitmaps_round_trip_as_ascending_unique_pages()
+    {
+        var rng = new Random(7);
+        foreach (var pageCount in new long[] { 0, 1, 63, 64, 65, 1000, 262_147 })
+        {
+            var pages = new List<long>();
+            for (var i = 0; i < pageCount / 3 + 1 && pageCount > 0; i++) pages.Add(rng.NextInt64(pageCount));
+            if (pageCount > 0) pages.Add(pageCount - 1);
+            var expected = pages.Distinct().Order().ToList();
+            Assert.Equal(expected, PageBitmap.Pages(PageBitmap.Of(pages, pageCount)));
+        }
+    }
+
     [Theory]
     [InlineData(Strategy.StopCopy, TrackingMethod.Compiler)]
     [InlineData(Strategy.PreCopy, TrackingMethod.Compiler)]

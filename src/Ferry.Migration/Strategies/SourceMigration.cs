@@ -201,16 +201,17 @@ public sealed class SourceMigration
                     }
                 }
                 freeze = await FreezeAsync().ConfigureAwait(false);
-                // Pages left from the last estimate plus those written since.
-                var last = new HashSet<long>(dirty);
-                dirty.Clear();
-                tracker.Collect(dirty);
-                last.UnionWith(dirty);
-                final = [.. last.Order()];
+                // Pages left from the last estimate plus those written since. The guest is frozen: a bitmap, not a
+                // hash set and a sort (hybrid at 3 GiB has ~330,000 pages here: tens of milliseconds of downtime).
+                var written = new List<long>();
+                tracker.Collect(written);
+                var union = Bitmap(dirty, enclave.PageCount);
+                foreach (var p in written) union[p >> 3] |= (byte)(1 << (int)(p & 7));
+                final = PagesOf(union, dirty.Count + written.Count);
                 resent += final.Count;
                 if (strategy == Strategy.Hybrid)
                 {
-                    pending = Bitmap(final, enclave.PageCount);
+                    pending = union;
                     finalRound = round;
                 }
                 else
@@ -329,12 +330,9 @@ public sealed class SourceMigration
         return result;
     }
 
-    private static byte[] Bitmap(List<long> pages, long pageCount)
-    {
-        var b = new byte[(pageCount + 7) / 8];
-        foreach (var p in pages) b[p >> 3] |= (byte)(1 << (int)(p & 7));
-        return b;
-    }
+    private static byte[] Bitmap(List<long> pages, long pageCount) => PageBitmap.Of(pages, pageCount);
+
+    private static List<long> PagesOf(byte[] bitmap, int capacityHint) => PageBitmap.Pages(bitmap, capacityHint);
 
     /// <summary>Sends pages as batches spread over the page streams, in parallel.</summary>
     private async Task<RoundReport> SendRoundAsync(List<long> pages, int round, bool guestRunning, CancellationToken ct)

@@ -1,0 +1,44 @@
+namespace Ferry.Migration.Strategies;
+
+/// <summary>
+/// Sets of page indices as bitmaps (bit b of byte i is page 8i+b: the pending-page map format of the state record).
+/// Union and ordering through a bitmap cost a pass over pageCount/8 bytes, with no hashing or sorting: this runs
+/// while the guest is frozen.
+/// </summary>
+public static class PageBitmap
+{
+    public static byte[] Of(List<long> pages, long pageCount)
+    {
+        ArgumentNullException.ThrowIfNull(pages);
+        var b = new byte[(pageCount + 7) / 8];
+        foreach (var p in pages) b[p >> 3] |= (byte)(1 << (int)(p & 7));
+        return b;
+    }
+
+    /// <summary>The set bits as ascending page indices (empty 64-page words skipped).</summary>
+    public static List<long> Pages(byte[] bitmap, int capacityHint = 0)
+    {
+        ArgumentNullException.ThrowIfNull(bitmap);
+        var pages = new List<long>(capacityHint);
+        // Bit b of byte i is page 8i+b; read as little-endian words that is bit 8(i mod 8)+b of word i/8.
+        var wordBytes = BitConverter.IsLittleEndian ? bitmap.Length & ~7 : 0;
+        var words = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ulong>(bitmap.AsSpan(0, wordBytes));
+        for (var w = 0; w < words.Length; w++)
+        {
+            var bits = words[w];
+            while (bits != 0)
+            {
+                pages.Add(((long)w << 6) + System.Numerics.BitOperations.TrailingZeroCount(bits));
+                bits &= bits - 1;
+            }
+        }
+        for (var i = wordBytes; i < bitmap.Length; i++)
+        {
+            for (var bit = 0; bit < 8; bit++)
+            {
+                if ((bitmap[i] & (1 << bit)) != 0) pages.Add(((long)i << 3) + bit);
+            }
+        }
+        return pages;
+    }
+}
