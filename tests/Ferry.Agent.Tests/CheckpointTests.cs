@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Text.Json;
 using Ferry.Agent.Api;
 using Ferry.Agent.Tests.Support;
@@ -63,29 +62,8 @@ public sealed class CheckpointTests(AgentPair pair) : IClassFixture<AgentPair>
               (else (call $write (i32.const 1) (i32.const 32) (i32.const 14))))))
         """;
 
-    /// <summary>Words 1000..1003 of the secret as they lie in memory (and in a plain snapshot's memory record).</summary>
-    private static byte[] SecretPattern()
-    {
-        var b = new byte[32];
-        for (var k = 0; k < 4; k++)
-        {
-            var i = 1000 + k;
-            BinaryPrimitives.WriteUInt64LittleEndian(b.AsSpan(k * 8), 0x0000544552434553UL | ((ulong)i << 48));
-        }
-        return b;
-    }
-
-    private string BuildSecretModule()
-    {
-        var dir = Directory.CreateDirectory(Path.Combine(pair.Root, $"secret-{Guid.NewGuid():N}")).FullName;
-        var wat = Path.Combine(dir, "secret.wat");
-        var wasm = Path.Combine(dir, "secret.wasm");
-        File.WriteAllText(wat, SecretWat);
-        var r = Repo.Run("wat2wasm", [wat, "-o", wasm], TimeSpan.FromMinutes(1));
-        Assert.True(r.ExitCode == 0, $"wat2wasm failed: {r}");
-        Assert.True(File.ReadAllBytes(wasm).AsSpan().IndexOf(SecretPattern().AsSpan(0, 16)) < 0, "the pattern must not be in the module itself");
-        return wasm;
-    }
+    private string BuildSecretModule() =>
+        SecretModule.Build(Directory.CreateDirectory(Path.Combine(pair.Root, $"secret-{Guid.NewGuid():N}")).FullName, SecretWat);
 
     private string TempFile(string name) => Path.Combine(pair.Root, $"{Guid.NewGuid():N}-{name}");
 
@@ -123,7 +101,7 @@ public sealed class CheckpointTests(AgentPair pair) : IClassFixture<AgentPair>
     public async Task Sealed_checkpoint_holds_no_plaintext_and_restores_once_only_on_the_host_that_wrote_it()
     {
         var module = BuildSecretModule();
-        var pattern = SecretPattern();
+        var pattern = SecretModule.Pattern();
 
         // Plain: the checkpoint holds the guest's memory as it is (otherwise the sealed half proves nothing).
         var plainId = pair.RunModule(pair.A, module, [], []);

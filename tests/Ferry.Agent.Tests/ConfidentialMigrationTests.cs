@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Text.Json;
 using Ferry.Agent.Api;
@@ -56,28 +55,7 @@ public sealed class ConfidentialMigrationTests
               (else (call $write (i32.const 1) (i32.const 32) (i32.const 14))))))
         """;
 
-    /// <summary>Words 1000..1003 of the secret as they lie in memory (and in a plain page record).</summary>
-    private static byte[] SecretPattern()
-    {
-        var b = new byte[32];
-        for (var k = 0; k < 4; k++)
-        {
-            var i = 1000 + k;
-            BinaryPrimitives.WriteUInt64LittleEndian(b.AsSpan(k * 8), 0x0000544552434553UL | ((ulong)i << 48));
-        }
-        return b;
-    }
-
-    private static string BuildSecretModule(string dir)
-    {
-        var wat = Path.Combine(dir, "secret.wat");
-        var wasm = Path.Combine(dir, "secret.wasm");
-        File.WriteAllText(wat, SecretWat);
-        var r = Repo.Run("wat2wasm", [wat, "-o", wasm], TimeSpan.FromMinutes(1));
-        Assert.True(r.ExitCode == 0, $"wat2wasm failed: {r}");
-        Assert.True(File.ReadAllBytes(wasm).AsSpan().IndexOf(SecretPattern().AsSpan(0, 16)) < 0, "the pattern must not be in the module itself");
-        return wasm;
-    }
+    private static string BuildSecretModule(string dir) => SecretModule.Build(dir, SecretWat);
 
     [Fact]
     public async Task Sealed_migration_hides_memory_that_a_plain_migration_exposes()
@@ -85,7 +63,7 @@ public sealed class ConfidentialMigrationTests
         using var pair = AgentPair.WithTrustFile();
         using var proxy = new RecordingProxy(new Uri(pair.B.Url));
         var module = BuildSecretModule(pair.Root);
-        var pattern = SecretPattern();
+        var pattern = SecretModule.Pattern();
 
         // Plain: the pages cross the network as they are.
         var (plainId, plain) = await pair.MigrateMidRunAsync("secret", [], ["--strategy", "stopcopy"], to: proxy.Url, module: module);

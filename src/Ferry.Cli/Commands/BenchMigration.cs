@@ -112,18 +112,7 @@ public static class BenchMigration
             results = previous with { Overhead = [] };
             workloads = [];
         }
-        foreach (var w in workloads)
-        {
-            try
-            {
-                LocalAgents.EnsureWorkload(repo, w);
-            }
-            catch (InvalidOperationException e)
-            {
-                Console.Error.WriteLine($"ferry bench: {e.Message}");
-                return ExitCodes.Failure;
-            }
-        }
+        if (!EnsureWorkloads(repo, workloads)) return ExitCodes.Failure;
         using (var agents = new LocalAgents("ferry-bench-"))
         {
             foreach (var w in workloads)
@@ -185,15 +174,7 @@ public static class BenchMigration
                 var request = new MigrateRequest { To = there.Display, Strategy = strategy, Tracking = tracking, RequestId = Guid.NewGuid().ToString() };
                 Say($"{workload} {size}: {strategy}{(strategy == "stopcopy" ? "" : $" ({tracking} tracking)")} {(here == agents.A ? "alpha → beta" : "beta → alpha")}");
                 var load = LoadAverage();
-                MigrationEvent result;
-                try
-                {
-                    result = await MigrateCommand.RunAsync(here, w.Id, request, showProgress: !Console.IsErrorRedirected, ct);
-                }
-                catch (Exception e) when (e is AgentErrorException or AgentUnreachableException)
-                {
-                    result = new MigrationEvent { Event = "result", Ok = false, Error = e.Message, SourceResumed = true };
-                }
+                var result = await MigrateOnceAsync(here, w.Id, request, ct);
                 into.Add(new MigrationSample
                 {
                     Workload = workload,
@@ -222,17 +203,53 @@ public static class BenchMigration
                 }
             }
         }
+        await StopQuietlyAsync(here, w.Id, Say, ct);
+    }
+
+    /// <summary>Builds the suite programs that are missing; false (and why, on stderr) if one cannot be built.</summary>
+    internal static bool EnsureWorkloads(string repo, IEnumerable<string> workloads)
+    {
+        foreach (var w in workloads)
+        {
+            try
+            {
+                LocalAgents.EnsureWorkload(repo, w);
+            }
+            catch (InvalidOperationException e)
+            {
+                Console.Error.WriteLine($"ferry bench: {e.Message}");
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /// <summary>One migration through the agents; an agent that refuses or cannot be reached is a failed sample, the source still running.</summary>
+    internal static async Task<MigrationEvent> MigrateOnceAsync(AgentClient here, string workloadId, MigrateRequest request, CancellationToken ct)
+    {
         try
         {
-            await here.StopAsync(w.Id, ct);
+            return await MigrateCommand.RunAsync(here, workloadId, request, showProgress: !Console.IsErrorRedirected, ct);
         }
         catch (Exception e) when (e is AgentErrorException or AgentUnreachableException)
         {
-            Say($"could not stop {w.Id}: {e.Message}");
+            return new MigrationEvent { Event = "result", Ok = false, Error = e.Message, SourceResumed = true };
         }
     }
 
-    private static double LoadAverage() =>
+    internal static async Task StopQuietlyAsync(AgentClient agent, string workloadId, Action<string> say, CancellationToken ct)
+    {
+        try
+        {
+            await agent.StopAsync(workloadId, ct);
+        }
+        catch (Exception e) when (e is AgentErrorException or AgentUnreachableException)
+        {
+            say($"could not stop {workloadId}: {e.Message}");
+        }
+    }
+
+    internal static double LoadAverage() =>
         File.Exists("/proc/loadavg") && double.TryParse(File.ReadAllText("/proc/loadavg").Split(' ')[0], CultureInfo.InvariantCulture, out var l) ? l : 0;
 
     /// <summary>Runs a suite program in this process with and without compiled tracking; median of 5 interleaved runs each.</summary>

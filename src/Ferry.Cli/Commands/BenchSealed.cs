@@ -89,21 +89,10 @@ public static class BenchSealed
             Console.Error.WriteLine($"ferry bench sealed: strategies are {string.Join(", ", MigrationNames.Strategies)}; tracking methods {string.Join(", ", MigrationNames.TrackingMethods)} (one)");
             return ExitCodes.Usage;
         }
-        foreach (var w in workloads)
-        {
-            try
-            {
-                LocalAgents.EnsureWorkload(repo, w);
-            }
-            catch (InvalidOperationException e)
-            {
-                Console.Error.WriteLine($"ferry bench: {e.Message}");
-                return ExitCodes.Failure;
-            }
-        }
+        if (!BenchMigration.EnsureWorkloads(repo, workloads)) return ExitCodes.Failure;
         var docs = o.Docs ?? Path.Combine(repo, "docs");
         Directory.CreateDirectory(docs);
-        var results = new SealedBenchResults(BenchMigrationMachine(), o.CommandLine, DateTimeOffset.UtcNow, []);
+        var results = new SealedBenchResults(BenchMigration.MachineDescription(), o.CommandLine, DateTimeOffset.UtcNow, []);
         using (var agents = new LocalAgents("ferry-bench-sealed-", fleetTrust: true))
         {
             foreach (var w in workloads)
@@ -127,8 +116,6 @@ public static class BenchSealed
         Say($"wrote {Path.Combine(docs, "benchmarks-sealed.md")}");
         return ExitCodes.Ok;
     }
-
-    private static string BenchMigrationMachine() => BenchMigration.MachineDescription();
 
     private static async Task MeasureAsync(LocalAgents agents, string repo, string workload, string size, bool sealedRun, int rep,
         string[] strategies, string tracking, List<SealedSample> into, CancellationToken ct)
@@ -158,16 +145,8 @@ public static class BenchSealed
         foreach (var strategy in strategies)
         {
             var request = new MigrateRequest { To = there.Display, Strategy = strategy, Tracking = tracking, RequestId = Guid.NewGuid().ToString() };
-            var load = LoadAverage();
-            MigrationEvent result;
-            try
-            {
-                result = await MigrateCommand.RunAsync(here, w.Id, request, showProgress: !Console.IsErrorRedirected, ct);
-            }
-            catch (Exception e) when (e is AgentErrorException or AgentUnreachableException)
-            {
-                result = new MigrationEvent { Event = "result", Ok = false, Error = e.Message, SourceResumed = true };
-            }
+            var load = BenchMigration.LoadAverage();
+            var result = await BenchMigration.MigrateOnceAsync(here, w.Id, request, ct);
             into.Add(new SealedSample
             {
                 Workload = workload,
@@ -193,18 +172,8 @@ public static class BenchSealed
                 if (result.SourceResumed != true) return;
             }
         }
-        try
-        {
-            await here.StopAsync(w.Id, ct);
-        }
-        catch (Exception e) when (e is AgentErrorException or AgentUnreachableException)
-        {
-            Say($"could not stop {w.Id}: {e.Message}");
-        }
+        await BenchMigration.StopQuietlyAsync(here, w.Id, Say, ct);
     }
-
-    private static double LoadAverage() =>
-        File.Exists("/proc/loadavg") && double.TryParse(File.ReadAllText("/proc/loadavg").Split(' ')[0], CultureInfo.InvariantCulture, out var l) ? l : 0;
 
     /// <summary>Plain and sealed medians of one workload × strategy (only successful migrations).</summary>
     public sealed record Pair(string Workload, string Size, string Strategy, int PlainCount, int SealedCount,

@@ -249,19 +249,9 @@ internal sealed partial class WorkloadRuntime
             var message = e is WasmException or IOException or UnauthorizedAccessException or ConfidentialException or ConfidentialSetupException or CheckpointException
                 ? e.Message
                 : $"{e.GetType().Name}: {e.Message}";
-            Log($"cannot restore the checkpoint: {message}");
-            Update(s => s with { State = WorkloadStates.Failed, Message = message, ExitCode = 1, EndedAt = DateTimeOffset.UtcNow });
-            return 1;
+            return FailedToStart("cannot restore the checkpoint", message);
         }
-        Update(s => s with
-        {
-            State = WorkloadStates.Running,
-            StartedAt = DateTimeOffset.UtcNow,
-            MemoryBytes = MemoryBytes,
-            Confidential = spec.Confidential,
-            Measurement = measurement is null ? null : Convert.ToHexStringLower(measurement),
-            RestoredFrom = restoredFrom,
-        });
+        MarkRunning(restoredFrom);
         // The upload has served its purpose (a sealed one is stale on this host from now on); it is as large as the memory.
         TryDelete(dir.RestoreSource);
         Log($"restored {spec.ModuleName} from {restoredFrom}{(identity is null ? "" : $", confidential, epoch {epoch}")}");

@@ -125,18 +125,9 @@ internal sealed partial class WorkloadRuntime : IDisposable
         catch (Exception e)
         {
             var message = e is WasmException or IOException or ConfidentialSetupException ? e.Message : $"{e.GetType().Name}: {e.Message}";
-            Log($"cannot start {spec.ModuleName}: {message}");
-            Update(s => s with { State = WorkloadStates.Failed, Message = message, ExitCode = 1, EndedAt = DateTimeOffset.UtcNow });
-            return 1;
+            return FailedToStart($"cannot start {spec.ModuleName}", message);
         }
-        Update(s => s with
-        {
-            State = WorkloadStates.Running,
-            StartedAt = DateTimeOffset.UtcNow,
-            MemoryBytes = MemoryBytes,
-            Confidential = spec.Confidential,
-            Measurement = measurement is null ? null : Convert.ToHexStringLower(measurement),
-        });
+        MarkRunning(restoredFrom: null);
         // Test hook: a test may hold the program here, compiled but not started (see TestHook).
         if (hook?.At("launch", "start", spec.Id, null) == TestHook.Exit) TestHook.ExitNow();
         program.Start();
@@ -456,6 +447,26 @@ internal sealed partial class WorkloadRuntime : IDisposable
     }
 
     private static string AgentNames(Migration.Protocol.Strategy s) => MigrationNames.Name(s);
+
+    /// <summary>A launch or restore that never got the guest running: status Failed with exit code 1.</summary>
+    private int FailedToStart(string what, string message)
+    {
+        Log($"{what}: {message}");
+        Update(s => s with { State = WorkloadStates.Failed, Message = message, ExitCode = 1, EndedAt = DateTimeOffset.UtcNow });
+        return 1;
+    }
+
+    /// <summary>The guest runs here (launched, or restored from <paramref name="restoredFrom"/>).</summary>
+    private void MarkRunning(string? restoredFrom) =>
+        Update(s => s with
+        {
+            State = WorkloadStates.Running,
+            StartedAt = DateTimeOffset.UtcNow,
+            MemoryBytes = MemoryBytes,
+            Confidential = spec.Confidential,
+            Measurement = measurement is null ? null : Convert.ToHexStringLower(measurement),
+            RestoredFrom = restoredFrom,
+        });
 
     /// <summary>Keeps the destination enclave's discard proof in status.json, where the agent finds it even after this process ends.</summary>
     private void PublishDiscardProof(byte[] proof)

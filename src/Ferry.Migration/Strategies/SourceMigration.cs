@@ -169,7 +169,7 @@ public sealed class SourceMigration
                     freeze = await FreezeAsync().ConfigureAwait(false);
                     enclave.NonZeroPages(final);
                 }
-                pending = Bitmap(final, enclave.PageCount);
+                pending = PageBitmap.Of(final, enclave.PageCount);
                 finalRound = 0;
             }
             else
@@ -205,9 +205,9 @@ public sealed class SourceMigration
                 // hash set and a sort (hybrid at 3 GiB has ~330,000 pages here: tens of milliseconds of downtime).
                 var written = new List<long>();
                 tracker.Collect(written);
-                var union = Bitmap(dirty, enclave.PageCount);
+                var union = PageBitmap.Of(dirty, enclave.PageCount);
                 foreach (var p in written) union[p >> 3] |= (byte)(1 << (int)(p & 7));
-                final = PagesOf(union, dirty.Count + written.Count);
+                final = PageBitmap.Pages(union, dirty.Count + written.Count);
                 resent += final.Count;
                 if (strategy == Strategy.Hybrid)
                 {
@@ -329,10 +329,6 @@ public sealed class SourceMigration
         }
         return result;
     }
-
-    private static byte[] Bitmap(List<long> pages, long pageCount) => PageBitmap.Of(pages, pageCount);
-
-    private static List<long> PagesOf(byte[] bitmap, int capacityHint) => PageBitmap.Pages(bitmap, capacityHint);
 
     /// <summary>Sends pages as batches spread over the page streams, in parallel.</summary>
     private async Task<RoundReport> SendRoundAsync(List<long> pages, int round, bool guestRunning, CancellationToken ct)
