@@ -16,7 +16,7 @@ public static class CheckpointBench
         var report = new Report("checkpoint", options.Json);
         report.Note($"{Machine.Describe()}; load average at start {Machine.LoadAverage()}");
         if (options.Runs("snapshot")) SnapshotBench.Run(report, options.Quick, options.Reps ?? 5);
-        if (options.Runs("freeze")) FreezeLatencyBench.Run(report, options.Quick, options.Reps ?? 12);
+        if (options.Runs("freeze")) FreezeLatencyBench.Run(report, options.Suite(), options.Reps ?? 12);
         report.Finish();
     }
 }

@@ -21,14 +21,14 @@ public static class FreezeLatencyBench
     /// <summary>Gaps between an unfreeze and the next request: uniform in [5, 300] ms, so both sides of <see cref="Settled"/> occur.</summary>
     private const double MinGapMs = 5, MaxGapMs = 300;
 
-    public static void Run(Report report, bool quick, int minFreezes)
+    public static void Run(Report report, IReadOnlyList<WorkloadCase> suite, int minFreezes)
     {
         var table = new ResultTable($"Freeze latency (request -> frozen at a safe point), >= {minFreezes} freezes per workload, gaps uniform in [{MinGapMs}, {MaxGapMs}] ms after each unfreeze, seed {Seed}",
             ["workload", "arguments", "freezes", "median ms", "max ms", "<= 10 ms", "settled: n", "settled: max ms", "just resumed: n", "just resumed: max ms", "slowest: guest on CPU ms", "slowest: guest waiting for a core ms", "checksum"]);
         var all = new Samples();
         var settledAll = new Samples();
         var i = 0;
-        foreach (var standard in WorkloadCase.Suite(quick))
+        foreach (var standard in suite)
         {
             // Three times the standard run (~1.5–3 s here) for enough freezes at these gaps; a run that ends before
             // minFreezes freezes is repeated twice as long, so the gaps keep their distribution.

@@ -28,7 +28,7 @@ public static class EngineBench
         if (options.Runs("safepoints"))
         {
             SafePointKernelBench.Run(report, kernels, options.Quick, options.Reps ?? 5);
-            SafePointWorkloadBench.Run(report, options.Quick, options.Reps ?? 5);
+            SafePointWorkloadBench.Run(report, options.Suite(), options.Reps ?? 3);
         }
         report.Finish();
     }

@@ -5,43 +5,76 @@ using Ferry.Wasm.Compilation;
 namespace Ferry.Bench.Engine;
 
 /// <summary>
-/// Cost of safe points on the workload suite: each WASI program compiled with and without safe points, two
-/// warm-up runs each, then interleaved runs; time of the guest run (compilation excluded), and the checksum line
-/// must be identical in every run.
+/// Cost of safe points on the workload suite. Each WASI program is compiled <see cref="Builds"/> times with safe
+/// points and as often without: a module's speed depends on where the JIT happens to place its code (two builds of
+/// identical code differ by up to ~15 % on this machine, measured by this benchmark's spread column), so one build
+/// per variant would measure placement luck rather than safe points. Every build is warmed up twice, then all
+/// builds run in rotated order, <c>reps</c> rounds; a build's time is its best run (CPU time of the guest run,
+/// compilation excluded); a variant's time is the geometric mean over its builds. The checksum line must be
+/// identical in every run.
 /// </summary>
 public static class SafePointWorkloadBench
 {
-    public static void Run(Report report, bool quick, int reps)
+    /// <summary>Independent compilations per variant.</summary>
+    public const int Builds = 3;
+
+    public static void Run(Report report, IReadOnlyList<WorkloadCase> suite, int reps)
     {
-        var table = new ResultTable($"Safe-point overhead on the workload suite (wasm32 WASI, in process): on vs off, {reps} interleaved pairs after two warm-up runs each",
-            ["workload", "arguments", "on best s", "off best s", "on/off wall (best)", "on/off CPU (best)", "on/off CPU (median)", "load avg"]);
-        foreach (var w in WorkloadCase.Suite(quick))
+        var table = new ResultTable($"Safe-point overhead on the workload suite (wasm32 WASI, in process): {Builds} builds with and {Builds} without safe points, {reps} rotated rounds after two warm-up runs each",
+            ["workload", "arguments", "on s", "off s", "on/off CPU", "on/off wall", "on/off, per build pair", "spread of off builds", "load avg"]);
+        foreach (var w in suite)
         {
             Report.Progress($"safe points, workload {w.CommandLine}");
-            var on = WorkloadRunner.Compile(w.Path, CompileOptions.Default);
-            var off = WorkloadRunner.Compile(w.Path, CompileOptions.Default with { SafePoints = false });
+            var builds = new List<(bool On, CompiledModule Module, Timings Times)>();
+            for (var b = 0; b < Builds; b++)
+            {
+                builds.Add((true, WorkloadRunner.Compile(w.Path, CompileOptions.Default), new Timings()));
+                builds.Add((false, WorkloadRunner.Compile(w.Path, CompileOptions.Default with { SafePoints = false }), new Timings()));
+            }
             // With tiered compilation hot functions reach tier 1 (in the background) only after enough calls; a run
             // measured before that would time the JIT rather than the code.
-            var expected = Checked(on, w, null, "warm-up (on)").ChecksumLine;
-            Checked(off, w, expected, "warm-up (off)");
-            Checked(on, w, expected, "warm-up (on)");
-            Checked(off, w, expected, "warm-up (off)");
-            var sOn = new Timings();
-            var sOff = new Timings();
+            var expected = Checked(builds[0].Module, w, null, "warm-up").ChecksumLine;
+            for (var warm = 0; warm < 2; warm++)
+            {
+                for (var i = warm == 0 ? 1 : 0; i < builds.Count; i++) Checked(builds[i].Module, w, expected, "warm-up");
+            }
             for (var r = 0; r < reps; r++)
             {
-                // Alternate which variant goes first, so a trend in the load does not favour one of them.
-                var onFirst = r % 2 == 0;
-                Measure(onFirst ? on : off, w, expected, onFirst ? sOn : sOff);
-                Measure(onFirst ? off : on, w, expected, onFirst ? sOff : sOn);
+                // Rotate which build goes first, so a trend in the load does not favour any of them.
+                for (var k = 0; k < builds.Count; k++)
+                {
+                    var (_, module, times) = builds[(r + k) % builds.Count];
+                    Measure(module, w, expected, times);
+                }
             }
-            table.Row(w.Name, string.Join(' ', w.Args), Cell.Num(sOn.Wall.Min / 1000, "F2"), Cell.Num(sOff.Wall.Min / 1000, "F2"),
-                Cell.Num(sOn.Wall.Min / sOff.Wall.Min, "F3"), Cell.Num(sOn.Cpu.Min / sOff.Cpu.Min, "F3"), Cell.Num(sOn.Cpu.Median / sOff.Cpu.Median, "F3"),
-                Cell.Num(Machine.Load1(), "F2"));
+            var onCpu = GeoMean(builds, true, t => t.Cpu.Min);
+            var offCpu = GeoMean(builds, false, t => t.Cpu.Min);
+            var onWall = GeoMean(builds, true, t => t.Wall.Min);
+            var offWall = GeoMean(builds, false, t => t.Wall.Min);
+            var pairs = new List<string>();
+            for (var b = 0; b < Builds; b++) pairs.Add((builds[2 * b].Times.Cpu.Min / builds[(2 * b) + 1].Times.Cpu.Min).ToString("F2", System.Globalization.CultureInfo.InvariantCulture));
+            var offBests = builds.Where(x => !x.On).Select(x => x.Times.Cpu.Min).ToList();
+            table.Row(w.Name, string.Join(' ', w.Args), Cell.Num(onWall / 1000, "F2"), Cell.Num(offWall / 1000, "F2"),
+                Cell.Num(onCpu / offCpu, "F3"), Cell.Num(onWall / offWall, "F3"), string.Join(" ", pairs),
+                Cell.Num(offBests.Max() / offBests.Min(), "F3"), Cell.Num(Machine.Load1(), "F2"));
         }
-        table.Note("Every run printed the same `ops N checksum HEX` line with and without safe points. CPU = process CPU time of the run.");
+        table.Note("Every run printed the same `ops N checksum HEX` line with and without safe points. CPU = process CPU time of the run; a build's time is its best run, a variant's the geometric mean over its builds.");
+        table.Note("Spread of off builds: slowest / fastest of the builds without safe points (identical code, compiled separately) -- how far code placement alone moves one build.");
         table.Note("Goal (issue 9 item 7): safe points cost <= 5 %, i.e. on/off <= 1.05.");
         report.Add(table);
+    }
+
+    private static double GeoMean(List<(bool On, CompiledModule Module, Timings Times)> builds, bool on, Func<Timings, double> pick)
+    {
+        double logSum = 0;
+        var n = 0;
+        foreach (var b in builds)
+        {
+            if (b.On != on) continue;
+            logSum += Math.Log(pick(b.Times));
+            n++;
+        }
+        return Math.Exp(logSum / n);
     }
 
     private static void Measure(CompiledModule compiled, WorkloadCase w, string expected, Timings into)

@@ -17,6 +17,7 @@ internal static class Members
     public static readonly FieldInfo DirtyPages = typeof(InstanceBase).GetField(nameof(InstanceBase.DirtyPages))!;
     public static readonly FieldInfo PresentPages = typeof(InstanceBase).GetField(nameof(InstanceBase.PresentPages))!;
     public static readonly FieldInfo MemoryBase = typeof(LinearMemory).GetField(nameof(LinearMemory.Base))!;
+    public static readonly FieldInfo UnwindSignal = typeof(InstanceBase).GetField(nameof(InstanceBase.UnwindSignal))!;
     public static readonly MethodInfo MemViewOf = typeof(MemView).GetMethod(nameof(MemView.Of))!;
     public static readonly FieldInfo MemViewSize = typeof(MemView).GetField(nameof(MemView.Size))!;
 

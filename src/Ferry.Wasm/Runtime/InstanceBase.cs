@@ -37,6 +37,12 @@ public abstract class InstanceBase
     /// <summary>Unwound or to-be-rewound frames.</summary>
     public readonly FrameStack Frames = new();
 
+    /// <summary>
+    /// Thrown and caught inside each compiled frame that unwinds (see <see cref="UnwindSignal"/>). One per instance,
+    /// allocated up front: unwinding allocates nothing, and an instance runs on one thread at a time.
+    /// </summary>
+    public readonly UnwindSignal UnwindSignal = new();
+
     /// <summary>Dirty-page map written by compiled stores when the module was compiled with write tracking.</summary>
     public unsafe byte* DirtyPages;
 

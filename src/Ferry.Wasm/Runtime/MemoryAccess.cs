@@ -31,9 +31,11 @@ public static unsafe class Mem32
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static byte* Addr(int addr, MemView m, ulong offset, ulong n)
     {
-        var ea = (ulong)(uint)addr + offset;
-        if (ea + n > m.Size) throw TrapFactory.OutOfBoundsMemory();
-        return m.Base + ea;
+        // No local for the effective address on purpose: every local of an inlined helper becomes a JIT local of
+        // the compiled function, and RyuJIT stops inlining in a method once it has 512 of them. Large functions
+        // (a C program's main with everything inlined into it) then kept hundreds of these helpers as real calls.
+        if ((ulong)(uint)addr + offset + n > m.Size) throw TrapFactory.OutOfBoundsMemory();
+        return m.Base + ((ulong)(uint)addr + offset);
     }
 
     /// <summary>Address of a store under write tracking: marks the page(s) in the dirty map.</summary>
