@@ -43,7 +43,9 @@ public class MigrationTests
         public readonly TcpStreamListener Listener = new(IPAddress.Loopback);
         public GateEnvironment? DestinationEnv;
 
-        public DestinationMigration Destination() => new((setup, module) =>
+        public DestinationMigration Destination() => new(CreateEnclaveForTests);
+
+        public EnclaveDestination CreateEnclaveForTests(WorkloadSetup setup, ReadOnlyMemory<byte> module)
         {
             var postCopy = setup.Strategy is Strategy.PostCopy or Strategy.Hybrid;
             var kernel = postCopy && setup.Tracking == TrackingMethod.Kernel;
@@ -51,7 +53,7 @@ public class MigrationTests
                 CompileOptions.Default with { PresenceChecks = postCopy && !kernel, FullyInterruptible = kernel }, InstanceOptions.Default,
                 _ => DestinationEnv = new GateEnvironment(open: true), new PlainRecordProtector(), setup.Streams,
                 kernelPostCopy: kernel);
-        });
+        }
 
         public void Dispose() => Listener.Dispose();
     }
@@ -123,5 +125,86 @@ public class MigrationTests
         Assert.Equal(GuestEndKind.Exited, end.Kind);
         Assert.Equal(expected, await ends.DestinationEnv!.Done.Task.WaitAsync(TimeSpan.FromSeconds(5)));
         Assert.False(sourceEnv.Done.Task.IsCompleted);
+    }
+
+    /// <summary>
+    /// A pre-copy longer than the destination's peer timeout, during which the source says nothing on the control
+    /// stream while pages flow on the page streams, must not be taken for a lost source (it was, before only the
+    /// control stream counted: btree at 1 GiB, 30 rounds). The page streams are slowed (100 ms per batch of 4 pages,
+    /// 3 streams) so that round 0 lasts about 8 s against a 2 s peer timeout; every gap between batches stays far
+    /// below it.
+    /// </summary>
+    [Fact]
+    public async Task A_precopy_longer_than_the_peer_timeout_is_not_a_lost_source_while_pages_flow()
+    {
+        // Long enough for a cold start's pauses (the JIT compiling the send and apply paths), far shorter than round 0.
+        var peerTimeout = TimeSpan.FromSeconds(2);
+        var expected = Reference();
+        using var ends = new Endpoints();
+        var sourceEnv = new GateEnvironment(open: false);
+        using var program = GuestProgram.Create(Wat.Load(WriterBytes), sourceEnv, CompileOptions.Default with { DirtyTracking = true }, InstanceOptions.Default);
+        program.Start();
+        await Task.WhenAny(sourceEnv.Waiting.Task, program.Completion).WaitAsync(TimeSpan.FromSeconds(30));
+        if (program.Completion.IsCompleted) Assert.Fail((await program.Completion).ToString());
+
+        var options = new MigrationOptions { Strategy = Strategy.PreCopy, Tracking = TrackingMethod.Compiler, Streams = 3, BatchPages = 4, MaxRounds = 3 };
+        var source = new SourceMigration(new EnclaveSource(program, new PlainRecordProtector(), options.Streams + 1),
+            () => new CompilerDirtyTracker(program.Instance.State), options);
+        var destination = new DestinationMigration(ends.CreateEnclaveForTests, peerTimeout: peerTimeout);
+        var destTask = Task.Run(async () => await destination.RunAsync(await ends.Listener.AcceptAsync(options.Streams + 1, default), default));
+        var connector = new SlowPageStreams(new TcpConnector(ends.Listener.Endpoint), TimeSpan.FromMilliseconds(100));
+        var run = source.RunAsync(connector, Setup(), WriterBytes, default);
+        sourceEnv.Gate.Set();
+        var report = await run.WaitAsync(TimeSpan.FromSeconds(60));
+        var dest = await destTask.WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.True(report.Succeeded, report.Error);
+        Assert.True(report.TotalMs > 2 * peerTimeout.TotalMilliseconds, $"the migration took only {report.TotalMs:F0} ms: the scenario did not happen");
+        var end = await dest.Enclave.Program!.Completion.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(GuestEndKind.Exited, end.Kind);
+        Assert.Equal(expected, await ends.DestinationEnv!.Done.Task.WaitAsync(TimeSpan.FromSeconds(5)));
+    }
+
+    /// <summary>Connects as the inner connector does, but every write on a page stream (not the control stream) waits first.</summary>
+    private sealed class SlowPageStreams(IMigrationConnector inner, TimeSpan delayPerWrite) : IMigrationConnector
+    {
+        public async Task<Stream[]> ConnectAsync(Guid migrationId, int streams, CancellationToken ct)
+        {
+            var connected = await inner.ConnectAsync(migrationId, streams, ct);
+            for (var i = 1; i < connected.Length; i++) connected[i] = new SlowWrites(connected[i], delayPerWrite);
+            return connected;
+        }
+    }
+
+    private sealed class SlowWrites(Stream inner, TimeSpan delay) : Stream
+    {
+        public override bool CanRead => inner.CanRead;
+        public override bool CanSeek => false;
+        public override bool CanWrite => inner.CanWrite;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override void Flush() => inner.Flush();
+        public override Task FlushAsync(CancellationToken ct) => inner.FlushAsync(ct);
+        public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken ct = default) => inner.ReadAsync(buffer, ct);
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count)
+        {
+            Thread.Sleep(delay);
+            inner.Write(buffer, offset, count);
+        }
+
+        public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken ct = default)
+        {
+            await Task.Delay(delay, ct);
+            await inner.WriteAsync(buffer, ct);
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing) inner.Dispose();
+            base.Dispose(disposing);
+        }
     }
 }

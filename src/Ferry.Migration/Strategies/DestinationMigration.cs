@@ -100,6 +100,8 @@ public sealed class DestinationMigration
                 applied.Release();
             };
             await control.WriteAsync(MessageType.SetupAck, Array.Empty<byte>(), linked.Token).ConfigureAwait(false);
+            // The silence that counts starts now: compiling the module above may take longer than the timeout.
+            Active();
 
             // Page streams: apply every batch as it comes.
             var receivers = new List<Task>();
