@@ -38,14 +38,32 @@ public class MigrationTests
         MemoryBytes = 0,
     };
 
+    /// <summary>The writer guest on the source, started and waiting at its first gate (where the tests migrate it).</summary>
+    private static async Task<GuestProgram> StartWriterAtGateAsync(GateEnvironment env, bool compilerTracking)
+    {
+        var program = GuestProgram.Create(Wat.Load(WriterBytes), env, CompileOptions.Default with { DirtyTracking = compilerTracking }, InstanceOptions.Default);
+        try
+        {
+            program.Start();
+            await Task.WhenAny(env.Waiting.Task, program.Completion).WaitAsync(TimeSpan.FromSeconds(30));
+            if (program.Completion.IsCompleted) Assert.Fail((await program.Completion).ToString());
+            return program;
+        }
+        catch
+        {
+            program.Dispose();
+            throw;
+        }
+    }
+
     private sealed class Endpoints : IDisposable
     {
         public readonly TcpStreamListener Listener = new(IPAddress.Loopback);
         public GateEnvironment? DestinationEnv;
 
-        public DestinationMigration Destination() => new(CreateEnclaveForTests);
+        public DestinationMigration Destination() => new(CreateEnclave);
 
-        public EnclaveDestination CreateEnclaveForTests(WorkloadSetup setup, ReadOnlyMemory<byte> module)
+        public EnclaveDestination CreateEnclave(WorkloadSetup setup, ReadOnlyMemory<byte> module)
         {
             var postCopy = setup.Strategy is Strategy.PostCopy or Strategy.Hybrid;
             var kernel = postCopy && setup.Tracking == TrackingMethod.Kernel;
@@ -85,11 +103,7 @@ public class MigrationTests
         var expected = Reference();
         using var ends = new Endpoints();
         var sourceEnv = new GateEnvironment(open: false);
-        using var program = GuestProgram.Create(Wat.Load(WriterBytes), sourceEnv,
-            CompileOptions.Default with { DirtyTracking = tracking == TrackingMethod.Compiler }, InstanceOptions.Default);
-        program.Start();
-        await Task.WhenAny(sourceEnv.Waiting.Task, program.Completion).WaitAsync(TimeSpan.FromSeconds(30));
-        if (program.Completion.IsCompleted) Assert.Fail((await program.Completion).ToString());
+        using var program = await StartWriterAtGateAsync(sourceEnv, compilerTracking: tracking == TrackingMethod.Compiler);
 
         var options = new MigrationOptions { Strategy = strategy, Tracking = tracking, Streams = 3 };
         var source = new SourceMigration(new EnclaveSource(program, new PlainRecordProtector(), options.Streams + 1),
@@ -142,15 +156,12 @@ public class MigrationTests
         var expected = Reference();
         using var ends = new Endpoints();
         var sourceEnv = new GateEnvironment(open: false);
-        using var program = GuestProgram.Create(Wat.Load(WriterBytes), sourceEnv, CompileOptions.Default with { DirtyTracking = true }, InstanceOptions.Default);
-        program.Start();
-        await Task.WhenAny(sourceEnv.Waiting.Task, program.Completion).WaitAsync(TimeSpan.FromSeconds(30));
-        if (program.Completion.IsCompleted) Assert.Fail((await program.Completion).ToString());
+        using var program = await StartWriterAtGateAsync(sourceEnv, compilerTracking: true);
 
         var options = new MigrationOptions { Strategy = Strategy.PreCopy, Tracking = TrackingMethod.Compiler, Streams = 3, BatchPages = 4, MaxRounds = 3 };
         var source = new SourceMigration(new EnclaveSource(program, new PlainRecordProtector(), options.Streams + 1),
             () => new CompilerDirtyTracker(program.Instance.State), options);
-        var destination = new DestinationMigration(ends.CreateEnclaveForTests, peerTimeout: peerTimeout);
+        var destination = new DestinationMigration(ends.CreateEnclave, peerTimeout: peerTimeout);
         var destTask = Task.Run(async () => await destination.RunAsync(await ends.Listener.AcceptAsync(options.Streams + 1, default), default));
         var connector = new SlowPageStreams(new TcpConnector(ends.Listener.Endpoint), TimeSpan.FromMilliseconds(100));
         var run = source.RunAsync(connector, Setup(), WriterBytes, default);

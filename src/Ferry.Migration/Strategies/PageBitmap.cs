@@ -9,10 +9,17 @@ public static class PageBitmap
 {
     public static byte[] Of(List<long> pages, long pageCount)
     {
-        ArgumentNullException.ThrowIfNull(pages);
         var b = new byte[(pageCount + 7) / 8];
-        foreach (var p in pages) b[p >> 3] |= (byte)(1 << (int)(p & 7));
+        Add(b, pages);
         return b;
+    }
+
+    /// <summary>Sets the bits of <paramref name="pages"/> in <paramref name="bitmap"/> (a union in place).</summary>
+    public static void Add(byte[] bitmap, List<long> pages)
+    {
+        ArgumentNullException.ThrowIfNull(bitmap);
+        ArgumentNullException.ThrowIfNull(pages);
+        foreach (var p in pages) bitmap[p >> 3] |= (byte)(1 << (int)(p & 7));
     }
 
     /// <summary>The set bits as ascending page indices (empty 64-page words skipped).</summary>

@@ -206,7 +206,7 @@ public sealed class SourceMigration
                 var written = new List<long>();
                 tracker.Collect(written);
                 var union = PageBitmap.Of(dirty, enclave.PageCount);
-                foreach (var p in written) union[p >> 3] |= (byte)(1 << (int)(p & 7));
+                PageBitmap.Add(union, written);
                 final = PageBitmap.Pages(union, dirty.Count + written.Count);
                 resent += final.Count;
                 if (strategy == Strategy.Hybrid)
