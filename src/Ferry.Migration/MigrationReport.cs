@@ -6,6 +6,14 @@ namespace Ferry.Migration;
 /// <summary>One round of page transfer.</summary>
 public sealed record RoundReport(int Round, long Pages, long Bytes, double Milliseconds, bool GuestRunning);
 
+/// <summary>
+/// Where the downtime went, as seen by the source runtime (milliseconds from the guest's freeze; the last step ends
+/// at the destination's own start time). Collect: the last dirty set read from the tracker; FinalPages: the pages
+/// sent while frozen; State: frames and the rest sealed and sent; Ready: until the destination said it holds
+/// everything (it waits for the last batches and checks them); Commit: until the guest started there.
+/// </summary>
+public sealed record DowntimeBreakdown(double CollectMs, double FinalPagesMs, double StateMs, double ReadyMs, double CommitMs);
+
 /// <summary>Latency distribution of post-copy faults (pages the destination had to ask for).</summary>
 public sealed record FaultLatency(long Count, double MinMs, double MedianMs, double P99Ms, double MaxMs);
 
@@ -23,6 +31,8 @@ public sealed record MigrationReport
     public double TotalMs { get; init; }
     /// <summary>Last guest instruction on the source to first on the destination, from the runtimes' clocks.</summary>
     public double DowntimeMs { get; init; }
+    /// <summary>The downtime in its steps (null if the migration did not get that far).</summary>
+    public DowntimeBreakdown? DowntimeParts { get; init; }
     /// <summary>From the freeze request to the guest stopping at a safe point.</summary>
     public double FreezeLatencyMs { get; init; }
     public long BytesSent { get; init; }

@@ -176,6 +176,92 @@ public class MigrationTests
         Assert.Equal(expected, await ends.DestinationEnv!.Done.Task.WaitAsync(TimeSpan.FromSeconds(5)));
     }
 
+    /// <summary>
+    /// The source freezes a pre-copy guest only after the destination acknowledged the last round as applied
+    /// (RoundApplied). A destination whose acknowledgements never arrive must not stall the source for ever, nor
+    /// make it freeze anyway: the migration times out before any freeze and the guest goes on undisturbed.
+    /// </summary>
+    [Fact]
+    public async Task A_precopy_round_never_acknowledged_times_out_and_the_source_continues()
+    {
+        var expected = Reference();
+        using var ends = new Endpoints();
+        var sourceEnv = new GateEnvironment(open: false);
+        using var program = await StartWriterAtGateAsync(sourceEnv, compilerTracking: true);
+
+        var options = new MigrationOptions { Strategy = Strategy.PreCopy, Tracking = TrackingMethod.Compiler, Streams = 2, PeerTimeout = TimeSpan.FromSeconds(2) };
+        var source = new SourceMigration(new EnclaveSource(program, new PlainRecordProtector(), options.Streams + 1),
+            () => new CompilerDirtyTracker(program.Instance.State), options);
+        var destTask = Task.Run(async () => await ends.Destination().RunAsync(await ends.Listener.AcceptAsync(options.Streams + 1, default), default));
+        var run = source.RunAsync(new DroppingControlReplies(new TcpConnector(ends.Listener.Endpoint), MessageType.RoundApplied), Setup(), WriterBytes, default);
+
+        var failure = await Assert.ThrowsAsync<MigrationFailedException>(() => run.WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.True(failure.SourceResumed, failure.Message);
+        Assert.Contains("acknowledge round 0", failure.Message, StringComparison.Ordinal);
+        await Assert.ThrowsAnyAsync<Exception>(() => destTask.WaitAsync(TimeSpan.FromSeconds(30)));
+
+        sourceEnv.Gate.Set();
+        sourceEnv.SecondGate.Set();
+        Assert.Equal(GuestEndKind.Exited, (await program.Completion.WaitAsync(TimeSpan.FromSeconds(60))).Kind);
+        Assert.Equal(expected, await sourceEnv.Done.Task.WaitAsync(TimeSpan.FromSeconds(5)));
+    }
+
+    /// <summary>Connects as the inner connector does, but frames of one type never reach the source on the control stream.</summary>
+    private sealed class DroppingControlReplies(IMigrationConnector inner, MessageType dropped) : IMigrationConnector
+    {
+        public async Task<Stream[]> ConnectAsync(Guid migrationId, int streams, CancellationToken ct)
+        {
+            var connected = await inner.ConnectAsync(migrationId, streams, ct);
+            connected[0] = new FrameFilteringReads(connected[0], dropped);
+            return connected;
+        }
+    }
+
+    /// <summary>Reads whole frames ([u32 length][u16 type][u16 flags][payload]) from the inner stream and passes on all but one type.</summary>
+    private sealed class FrameFilteringReads(Stream inner, MessageType dropped) : Stream
+    {
+        private byte[] pending = [];
+        private int offset;
+
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override void Flush() => inner.Flush();
+        public override Task FlushAsync(CancellationToken ct) => inner.FlushAsync(ct);
+        public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken ct = default)
+        {
+            while (offset == pending.Length)
+            {
+                var header = new byte[FrameStream.HeaderBytes];
+                if (await inner.ReadAtLeastAsync(header, header.Length, throwOnEndOfStream: false, ct) < header.Length) return 0;
+                var frame = new byte[header.Length + System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(header)];
+                header.CopyTo(frame, 0);
+                await inner.ReadExactlyAsync(frame.AsMemory(header.Length), ct);
+                if ((MessageType)System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(header.AsSpan(4)) == dropped) continue;
+                (pending, offset) = (frame, 0);
+            }
+            var n = Math.Min(buffer.Length, pending.Length - offset);
+            pending.AsMemory(offset, n).CopyTo(buffer);
+            offset += n;
+            return n;
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => inner.Write(buffer, offset, count);
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken ct = default) => inner.WriteAsync(buffer, ct);
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing) inner.Dispose();
+            base.Dispose(disposing);
+        }
+    }
+
     /// <summary>Connects as the inner connector does, but every write on a page stream (not the control stream) waits first.</summary>
     private sealed class SlowPageStreams(IMigrationConnector inner, TimeSpan delayPerWrite) : IMigrationConnector
     {

@@ -72,6 +72,10 @@ public static class BenchMigration
 
     private static void Say(string text) => Console.Error.WriteLine($"[bench] {text}");
 
+    /// <summary>" (collect a + final pages b + state c + ready d + commit e)", or nothing.</summary>
+    private static string Parts(DowntimeBreakdown? p) => p is null ? "" : string.Create(CultureInfo.InvariantCulture,
+        $" (collect {p.CollectMs:0.0} + final pages {p.FinalPagesMs:0.0} + state {p.StateMs:0.0} + ready {p.ReadyMs:0.0} + commit {p.CommitMs:0.0})");
+
     public static async Task<int> RunAsync(Options o, CancellationToken ct)
     {
         var repo = LocalAgents.RepoRoot();
@@ -193,7 +197,7 @@ public static class BenchMigration
                 if (result.Ok == true)
                 {
                     var r = result.Report!;
-                    Say(string.Create(CultureInfo.InvariantCulture, $"  downtime {r.DowntimeMs:0.0} ms, total {r.TotalMs:0} ms, {r.Rounds} rounds, {r.BytesSent >> 20} MiB"));
+                    Say(string.Create(CultureInfo.InvariantCulture, $"  downtime {r.DowntimeMs:0.0} ms{Parts(r.DowntimeParts)}, total {r.TotalMs:0} ms, {r.Rounds} rounds, {r.BytesSent >> 20} MiB"));
                     (here, there) = (there, here);
                 }
                 else

@@ -316,6 +316,7 @@ internal sealed partial class WorkloadRuntime : IDisposable
             var destination = new DestinationMigration(CreateEnclave, OnPhase, TimeSpan.FromSeconds(60), IncomingHandshakeAsync)
             {
                 Discarded = PublishDiscardProof,
+                BeforeFreeze = () => MigrationWarmup.Start(),
             };
             result = destination.RunAsync(streams, CancellationToken.None).GetAwaiter().GetResult();
         }
@@ -423,6 +424,15 @@ internal sealed partial class WorkloadRuntime : IDisposable
         arrived = new EnclaveDestination(decoded, compile, new InstanceOptions { MaxMemoryBytes = setup.MemoryLimitBytes },
             state => GuestEnvironments.Restore(state, new WasiOptions()),
             protector, setup.Streams, kernelPostCopy: kernel, admission: incomingAdmission);
+        try
+        {
+            arrived.Rehearse(GuestEnvironments.For(decoded, new WasiOptions()));
+        }
+        catch (Exception e)
+        {
+            // Only a warm-up: the real instantiation reports whatever is wrong, with the arrived state.
+            Log($"instantiation rehearsal failed (harmless): {e.Message}");
+        }
         Log($"receiving {setup.Name} ({MigrationNames.Name(setup.Strategy)}, {setup.MemoryBytes >> 20} MiB"
             + (postCopy ? $", post-copy faults served by {(kernel ? "userfaultfd" : "compiled presence checks")}" : "")
             + $"); module compiled in {started.ElapsedMilliseconds} ms");

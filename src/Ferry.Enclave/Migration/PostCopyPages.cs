@@ -5,7 +5,7 @@ namespace Ferry.Enclave.Migration;
 
 /// <summary>
 /// Compiler-based post-copy on the destination: the guest runs while pages still arrive. Compiled accesses test
-/// the present-page map; a miss lands here, asks the source for the pages and waits until they are installed.
+/// the absent-page map; a miss lands here, asks the source for the pages and waits until they are installed.
 /// Host access to guest memory goes through <see cref="LinearMemory.Span"/>, which waits the same way.
 /// </summary>
 public sealed unsafe class PostCopyPages : IMissingPageHandler
@@ -23,16 +23,33 @@ public sealed unsafe class PostCopyPages : IMissingPageHandler
         state = instance.State;
         memory = instance.Memory!;
         this.request = request;
-        var present = state.PresentPages;
+        // The absent map starts all zero (present): mark only the pending pages, a word of the bitmap at a time, so
+        // this costs a pass over pages/8 bytes while the guest is down rather than a write per page of the reservation.
+        var absent = state.AbsentPages;
         var pages = (long)(memory.Size >> PageMap.PageShift);
-        for (long p = 0; p < pages; p++)
+        var wordBytes = BitConverter.IsLittleEndian ? pendingBitmap.Length & ~7 : 0;
+        var words = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ulong>(pendingBitmap.AsSpan(0, wordBytes));
+        for (var w = 0; w < words.Length; w++)
         {
-            var pending = (p >> 3) < pendingBitmap.Length && (pendingBitmap[p >> 3] & (1 << (int)(p & 7))) != 0;
-            present[p] = pending ? (byte)0 : (byte)1;
-            if (pending) missing++;
+            for (var bits = words[w]; bits != 0; bits &= bits - 1)
+            {
+                Mark(((long)w << 6) + System.Numerics.BitOperations.TrailingZeroCount(bits));
+            }
         }
-        // Pages beyond today's size (growth later) are fresh zero pages: present.
-        new Span<byte>(present + pages, (int)Math.Min(state.PresentMap!.Length - pages, int.MaxValue)).Fill(1);
+        for (var i = wordBytes; i < pendingBitmap.Length; i++)
+        {
+            for (var bit = 0; bit < 8; bit++)
+            {
+                if ((pendingBitmap[i] & (1 << bit)) != 0) Mark(((long)i << 3) + bit);
+            }
+        }
+
+        void Mark(long page)
+        {
+            if (page >= pages) return; // beyond the memory: nothing to wait for
+            absent[page] = 1;
+            missing++;
+        }
         state.MissingPages = this;
         memory.Presence = this;
         if (missing == 0) Finish();
@@ -52,14 +69,14 @@ public sealed unsafe class PostCopyPages : IMissingPageHandler
         }
     }
 
-    public bool IsPresent(long page) => Volatile.Read(ref state.PresentPages[page]) != 0;
+    public bool IsPresent(long page) => Volatile.Read(ref state.AbsentPages[page]) == 0;
 
     /// <summary>Called (under the destination's apply lock) after a page's contents are written.</summary>
     public void Arrived(long page)
     {
-        var present = state.PresentPages;
-        if (Volatile.Read(ref present[page]) != 0) return;
-        Volatile.Write(ref present[page], 1);
+        var absent = state.AbsentPages;
+        if (Volatile.Read(ref absent[page]) == 0) return;
+        Volatile.Write(ref absent[page], 0);
         if (Interlocked.Decrement(ref missing) == 0) Finish();
         lock (gate) Monitor.PulseAll(gate);
     }
@@ -73,13 +90,13 @@ public sealed unsafe class PostCopyPages : IMissingPageHandler
     public void EnsurePresent(ulong address, ulong length)
     {
         if (length == 0) return;
-        var present = state.PresentPages;
+        var absent = state.AbsentPages;
         var first = (long)(address >> PageMap.PageShift);
         var last = (long)((address + length - 1) >> PageMap.PageShift);
         List<long>? needed = null;
         for (var p = first; p <= last; p++)
         {
-            if (Volatile.Read(ref present[p]) == 0) (needed ??= []).Add(p);
+            if (Volatile.Read(ref absent[p]) != 0) (needed ??= []).Add(p);
         }
         if (needed is null) return;
         var sw = Stopwatch.StartNew();
@@ -88,9 +105,9 @@ public sealed unsafe class PostCopyPages : IMissingPageHandler
         {
             foreach (var p in needed)
             {
-                while (Volatile.Read(ref present[p]) == 0)
+                while (Volatile.Read(ref absent[p]) != 0)
                 {
-                    if (!Monitor.Wait(gate, TimeSpan.FromSeconds(30)) && Volatile.Read(ref present[p]) == 0)
+                    if (!Monitor.Wait(gate, TimeSpan.FromSeconds(30)) && Volatile.Read(ref absent[p]) != 0)
                     {
                         throw new TrapException(TrapKind.HostError, $"page {p} did not arrive from the migration source within 30 s");
                     }

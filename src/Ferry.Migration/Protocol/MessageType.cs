@@ -31,4 +31,15 @@ public enum MessageType : ushort
     Handshake = 14,
     /// <summary>Destination → source (post-copy): every page arrived; the source may go.</summary>
     Complete = 15,
+    /// <summary>
+    /// Source → destination (pre-copy): a round's batches are all written (round, then the cumulative per-stream
+    /// batch counts). Unauthenticated: it only asks for <see cref="RoundApplied"/>.
+    /// </summary>
+    RoundSent = 16,
+    /// <summary>
+    /// Destination → source (pre-copy): every batch up to that round is applied. The source freezes the guest only
+    /// after this, so pages still in flight between the hosts never count as downtime. Unauthenticated: a lie only
+    /// changes timing (an early ack lengthens the downtime; none at all times the migration out, and it aborts).
+    /// </summary>
+    RoundApplied = 17,
 }

@@ -98,5 +98,21 @@ public static class Messages
 
     public static byte[] Counts(long[] counts) => Pages(counts);
 
+    /// <summary>RoundSent: the round, then the cumulative batch count of every stream.</summary>
+    public static byte[] RoundSent(int round, long[] batchesPerStream)
+    {
+        var values = new long[batchesPerStream.Length + 1];
+        values[0] = round;
+        batchesPerStream.CopyTo(values, 1);
+        return Pages(values);
+    }
+
+    public static (int Round, long[] BatchesPerStream) ParseRoundSent(ReadOnlySpan<byte> p, int streams)
+    {
+        var values = ParsePages(p);
+        if (values.Length != streams + 1 || values[0] is < 0 or > int.MaxValue) throw new ProtocolException("bad RoundSent");
+        return ((int)values[0], values[1..]);
+    }
+
     public static byte[] Text(string s) => System.Text.Encoding.UTF8.GetBytes(s);
 }

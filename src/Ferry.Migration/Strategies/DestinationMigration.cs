@@ -38,6 +38,27 @@ public sealed class DestinationMigration
     public Action<byte[]>? Discarded { get; init; }
     private readonly Func<WorkloadSetup, IHandshakeChannel, CancellationToken, Task>? handshake;
 
+    /// <summary>
+    /// Completes when this side is ready for the guest's downtime (its runtime compiled the code on the critical
+    /// path). The source is not let freeze before it: awaited (bounded by the peer timeout) before the SetupAck of
+    /// stop-and-copy and post-copy, whose freeze follows at once, and before each RoundApplied of pre-copy and hybrid,
+    /// whose first round gives it time. Otherwise the warm-up competes with the restore inside the downtime.
+    /// </summary>
+    public Func<Task>? BeforeFreeze { get; init; }
+
+    private async Task AwaitBeforeFreezeAsync(CancellationToken ct)
+    {
+        if (BeforeFreeze is null) return;
+        try
+        {
+            await BeforeFreeze().WaitAsync(peerTimeout, ct).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // Only a matter of speed: go on cold rather than fail the migration.
+        }
+    }
+
     /// <param name="handshake">
     /// Confidential workloads (<see cref="WorkloadSetup.Confidential"/>): runs the destination's half of the
     /// attestation handshake over the control stream after the enclave exists and before any page is accepted; it
@@ -93,12 +114,13 @@ public sealed class DestinationMigration
             }
             var requests = System.Threading.Channels.Channel.CreateUnbounded<long[]>();
             enclave.SetPageRequester(pages => requests.Writer.TryWrite(pages));
-            var applied = new SemaphoreSlim(0);
+            var applied = new Pulse();
             enclave.BatchApplied += () =>
             {
                 Active();
-                applied.Release();
+                applied.Set();
             };
+            if (setup.Strategy is Strategy.StopCopy or Strategy.PostCopy) await AwaitBeforeFreezeAsync(linked.Token).ConfigureAwait(false);
             await control.WriteAsync(MessageType.SetupAck, Array.Empty<byte>(), linked.Token).ConfigureAwait(false);
             // The silence that counts starts now: compiling the module above may take longer than the timeout.
             Active();
@@ -107,6 +129,11 @@ public sealed class DestinationMigration
             var receivers = new List<Task>();
             for (var s = 1; s < streams.Length; s++) receivers.Add(ReceiveBatchesAsync(streams[s], s, enclave, linked.Token));
             var receiversFailed = Task.WhenAll(receivers);
+            // Pre-copy rounds to acknowledge once applied (one at a time from an honest source; more are dropped).
+            var roundsSent = System.Threading.Channels.Channel.CreateBounded<(int Round, long[] Batches)>(
+                new System.Threading.Channels.BoundedChannelOptions(4) { FullMode = System.Threading.Channels.BoundedChannelFullMode.DropWrite });
+            using var stopAcks = CancellationTokenSource.CreateLinkedTokenSource(linked.Token);
+            var acks = AcknowledgeRoundsAsync(control, roundsSent.Reader, enclave, applied, receiversFailed, AwaitBeforeFreezeAsync, stopAcks.Token, linked.Token);
 
             // Control stream until the state arrives (post-copy batches may come on it later).
             MigrationRecords.StateRecord stateRecord;
@@ -115,6 +142,11 @@ public sealed class DestinationMigration
                 var f = await ReadOrFailAsync(control, receiversFailed, linked.Token).ConfigureAwait(false);
                 using (f)
                 {
+                    if (f.Type == MessageType.RoundSent)
+                    {
+                        roundsSent.Writer.TryWrite(Messages.ParseRoundSent(f.Payload, streams.Length));
+                        continue;
+                    }
                     if (f.Type == MessageType.State)
                     {
                         stateRecord = enclave.OpenState(f.Payload);
@@ -129,13 +161,20 @@ public sealed class DestinationMigration
                     throw new ProtocolException($"unexpected {f.Type} before the state");
                 }
             }
+            // An honest source waited for its last acknowledgement before freezing; stop whatever a hostile one left.
+            roundsSent.Writer.TryComplete();
+            await stopAcks.CancelAsync().ConfigureAwait(false);
+            await acks.ConfigureAwait(false);
             // The state says how many batches each stream carried; wait for the stragglers.
             var deadline = Stopwatch.StartNew();
-            while (!Enumerable.Range(1, streams.Length - 1).All(s => enclave.BatchesReceived[s] >= stateRecord.BatchesPerStream[s]))
+            while (true)
             {
+                var next = applied.Next; // taken before the check: a batch applied in between still wakes us
+                if (Covers(enclave.BatchesReceived, stateRecord.BatchesPerStream)) break;
                 if (receiversFailed.IsFaulted) await receiversFailed.ConfigureAwait(false);
                 if (deadline.Elapsed > peerTimeout) break; // CompleteState reports exactly what is missing
-                await applied.WaitAsync(TimeSpan.FromMilliseconds(100), linked.Token).ConfigureAwait(false);
+                await Task.WhenAny(next, Task.Delay(TimeSpan.FromMilliseconds(100), linked.Token)).ConfigureAwait(false);
+                linked.Token.ThrowIfCancellationRequested();
             }
             var arrived = enclave.CompleteState(stateRecord);
             onPhase?.Invoke(DestinationPhase.Ready, null);
@@ -246,6 +285,52 @@ public sealed class DestinationMigration
             // A request still queued when the last page arrived is moot; the source may have closed already.
         }
         await DrainAsync(streams, receivers).ConfigureAwait(false);
+    }
+
+    /// <summary>Answers each RoundSent with RoundApplied once every batch it counts has been applied here.</summary>
+    private static async Task AcknowledgeRoundsAsync(FrameStream control, System.Threading.Channels.ChannelReader<(int Round, long[] Batches)> rounds,
+        EnclaveDestination enclave, Pulse applied, Task receivers, Func<CancellationToken, Task> beforeFreeze, CancellationToken stop, CancellationToken ct)
+    {
+        try
+        {
+            await foreach (var (round, batches) in rounds.ReadAllAsync(stop).ConfigureAwait(false))
+            {
+                while (true)
+                {
+                    var next = applied.Next;
+                    if (Covers(enclave.BatchesReceived, batches)) break;
+                    if (receivers.IsCompleted) return; // a page stream failed or ended: the main loop reports it
+                    await Task.WhenAny(next, Task.Delay(TimeSpan.FromMilliseconds(100), stop)).ConfigureAwait(false);
+                    stop.ThrowIfCancellationRequested();
+                }
+                await beforeFreeze(stop).ConfigureAwait(false);
+                // Not cancelled by `stop`: a write cut short would leave half a frame on the control stream.
+                await control.WriteAsync(MessageType.RoundApplied, Messages.Int64(round), ct).ConfigureAwait(false);
+            }
+        }
+        catch (Exception)
+        {
+            // Acknowledgements only pace the source; whatever broke here surfaces on the main path.
+        }
+    }
+
+    /// <summary>Wakes every waiter once per <see cref="Set"/>; waiters take <see cref="Next"/> before checking their condition.</summary>
+    private sealed class Pulse
+    {
+        private TaskCompletionSource current = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Task Next => Volatile.Read(ref current).Task;
+
+        public void Set() => Interlocked.Exchange(ref current, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+    }
+
+    private static bool Covers(long[] received, long[] announced)
+    {
+        for (var s = 1; s < announced.Length; s++)
+        {
+            if (received[s] < announced[s]) return false;
+        }
+        return true;
     }
 
     private static async Task<FrameStream[]> OrderStreamsAsync(FrameStream[] frames, CancellationToken ct)

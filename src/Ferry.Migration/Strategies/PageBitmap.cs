@@ -14,6 +14,16 @@ public static class PageBitmap
         return b;
     }
 
+    /// <summary><paramref name="bitmap"/> itself if it covers <paramref name="pageCount"/> pages, else a longer copy.</summary>
+    public static byte[] Grow(byte[] bitmap, long pageCount)
+    {
+        ArgumentNullException.ThrowIfNull(bitmap);
+        var bytes = (pageCount + 7) / 8;
+        if (bitmap.Length >= bytes) return bitmap;
+        Array.Resize(ref bitmap, checked((int)bytes));
+        return bitmap;
+    }
+
     /// <summary>Sets the bits of <paramref name="pages"/> in <paramref name="bitmap"/> (a union in place).</summary>
     public static void Add(byte[] bitmap, List<long> pages)
     {

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Threading.Channels;
 using Ferry.Enclave.Migration;
+using Ferry.Enclave.Runtime;
 using Ferry.Enclave.Tracking;
 using Ferry.Migration.Protocol;
 using Ferry.Migration.Transport;
@@ -14,7 +15,10 @@ public sealed record MigrationOptions
     public TrackingMethod Tracking { get; init; } = TrackingMethod.Compiler;
     /// <summary>Parallel page streams (besides the control stream).</summary>
     public int Streams { get; init; } = 4;
-    /// <summary>Pre-copy stops iterating once the remaining dirty pages fit this at the measured bandwidth.</summary>
+    /// <summary>
+    /// Pre-copy stops iterating once the remaining dirty pages fit this at the measured end-to-end bandwidth (until
+    /// the destination applied them: see <see cref="MessageType.RoundApplied"/>).
+    /// </summary>
     public TimeSpan DowntimeTarget { get; init; } = TimeSpan.FromMilliseconds(20);
     public int MaxRounds { get; init; } = 30;
     /// <summary>Pages per batch record (256 × 4 KiB = 1 MiB).</summary>
@@ -87,6 +91,7 @@ public sealed class SourceMigration
         TotalMs = total.Elapsed.TotalMilliseconds,
         DowntimeMs = (resumedAt - freeze.FrozenAt) / 1e6,
         FreezeLatencyMs = freeze.Latency.TotalMilliseconds,
+        DowntimeParts = Parts(freeze.FrozenAt, resumedAt),
         BytesSent = BytesSent,
         PagesSent = pagesSent,
         ResentPages = resent,
@@ -139,18 +144,22 @@ public sealed class SourceMigration
             var strategy = options.Strategy;
             int finalRound;
             byte[]? pending = null;
-            List<long> final;
+            // The pages sent while frozen (stop-and-copy, pre-copy), or pushed after the commit (post-copy, hybrid:
+            // built from the pending bitmap only then, so the frozen guest does not wait for a list of every page).
+            List<long>? final = null;
+            var pendingCountHint = 0;
             if (strategy == Strategy.StopCopy)
             {
                 freeze = await FreezeAsync().ConfigureAwait(false);
                 final = [];
                 enclave.NonZeroPages(final);
+                collectedAt = Now();
                 await SendRoundAsync(final, 0, guestRunning: false, linked.Token).ConfigureAwait(false);
                 finalRound = 0;
             }
             else if (strategy == Strategy.PostCopy)
             {
-                final = [];
+                var nonZero = new List<long>();
                 if (trackerFactory is not null)
                 {
                     // Find the non-zero pages while the guest still runs, tracking its writes meanwhile: the frozen
@@ -158,18 +167,23 @@ public sealed class SourceMigration
                     // (which grows with memory size: ~100 ms per GiB).
                     tracker = trackerFactory();
                     tracker.Start();
-                    enclave.NonZeroPages(final);
+                    enclave.NonZeroPages(nonZero);
+                    pending = PageBitmap.Of(nonZero, enclave.PageCount);
                     freeze = await FreezeAsync().ConfigureAwait(false);
                     var written = new List<long>();
                     tracker.Collect(written);
-                    if (written.Count > 0) final = MergeSorted(final, written);
+                    pending = PageBitmap.Grow(pending, enclave.PageCount); // the guest may have grown its memory meanwhile
+                    PageBitmap.Add(pending, written);
+                    pendingCountHint = nonZero.Count + written.Count;
                 }
                 else
                 {
                     freeze = await FreezeAsync().ConfigureAwait(false);
-                    enclave.NonZeroPages(final);
+                    enclave.NonZeroPages(nonZero);
+                    pending = PageBitmap.Of(nonZero, enclave.PageCount);
+                    pendingCountHint = nonZero.Count;
                 }
-                pending = PageBitmap.Of(final, enclave.PageCount);
+                collectedAt = Now();
                 finalRound = 0;
             }
             else
@@ -179,6 +193,7 @@ public sealed class SourceMigration
                 var all = new List<long>();
                 enclave.NonZeroPages(all);
                 var first = await SendRoundAsync(all, 0, guestRunning: true, linked.Token).ConfigureAwait(false);
+                first = await AwaitAppliedAsync(first, controlReader, linked.Token).ConfigureAwait(false);
                 var bandwidth = first.Milliseconds > 0 ? first.Bytes / first.Milliseconds : double.PositiveInfinity; // bytes per ms
                 var round = 1;
                 var dirty = new List<long>();
@@ -196,6 +211,7 @@ public sealed class SourceMigration
                         previous = dirty.Count;
                         resent += dirty.Count;
                         var r = await SendRoundAsync(dirty, round, guestRunning: true, linked.Token).ConfigureAwait(false);
+                        r = await AwaitAppliedAsync(r, controlReader, linked.Token).ConfigureAwait(false);
                         if (r.Milliseconds > 0) bandwidth = Math.Max(bandwidth, r.Bytes / r.Milliseconds);
                         round++;
                     }
@@ -207,33 +223,40 @@ public sealed class SourceMigration
                 tracker.Collect(written);
                 var union = PageBitmap.Of(dirty, enclave.PageCount);
                 PageBitmap.Add(union, written);
-                final = PageBitmap.Pages(union, dirty.Count + written.Count);
-                resent += final.Count;
+                pendingCountHint = dirty.Count + written.Count;
                 if (strategy == Strategy.Hybrid)
                 {
                     pending = union;
+                    collectedAt = Now();
                     finalRound = round;
                 }
                 else
                 {
+                    final = PageBitmap.Pages(union, pendingCountHint);
+                    resent += final.Count;
+                    collectedAt = Now();
                     await SendRoundAsync(final, round, guestRunning: false, linked.Token).ConfigureAwait(false);
                     finalRound = round;
                 }
             }
 
+            finalSentAt = Now();
             var state = enclave.SealState(finalRound, pending, options.Epoch);
             progress?.Report(new MigrationProgress("state", finalRound, pagesSent, pagesSent, BytesSent));
             await control.WriteAsync(MessageType.State, state, linked.Token).ConfigureAwait(false);
+            stateSentAt = Now();
             using (var r = await WaitAsync(ready.Task, "Ready", linked.Token).ConfigureAwait(false))
             {
                 // Only the destination enclave can say it holds the whole state; a forged Ready must not make us commit.
                 enclave.OpenReady(r.Payload, options.Epoch);
             }
+            readyAt = Now();
 
             // Commit point: from here on the guest never runs on the source again (unless the destination
             // provably never started it and resuming is allowed).
             committed = true;
             await control.WriteAsync(MessageType.Commit, enclave.SealCommit(options.Epoch), linked.Token).ConfigureAwait(false);
+            commitSentAt = Now();
             long resumedAt;
             using (var r = await WaitAsync(resumed.Task, "Resumed", linked.Token).ConfigureAwait(false)) resumedAt = enclave.OpenResumed(r.Payload, options.Epoch);
             resumedAtNanos = resumedAt;
@@ -242,7 +265,9 @@ public sealed class SourceMigration
             if (pending is not null)
             {
                 postCopyClock = Stopwatch.StartNew();
-                await PostCopyAsync(final, finalRound + 1, linked.Token).ConfigureAwait(false);
+                var push = PageBitmap.Pages(pending, pendingCountHint);
+                if (strategy == Strategy.Hybrid) resent += push.Count;
+                await PostCopyAsync(push, finalRound + 1, linked.Token).ConfigureAwait(false);
                 postCopyMs = postCopyClock.Elapsed.TotalMilliseconds;
             }
             enclave.Retire();
@@ -294,6 +319,19 @@ public sealed class SourceMigration
         }
     }
 
+    /// <summary>Source-side timestamps (Unix ns) of the steps inside the downtime: see <see cref="DowntimeBreakdown"/>.</summary>
+    private long collectedAt, finalSentAt, stateSentAt, readyAt, commitSentAt;
+
+    private static long Now() => GuestProgram.UnixNanosNow();
+
+    private DowntimeBreakdown? Parts(long frozenAt, long resumedAt)
+    {
+        if (collectedAt == 0 || commitSentAt == 0) return null;
+        static double Ms(long from, long to) => Math.Max(0, to - from) / 1e6;
+        return new DowntimeBreakdown(Ms(frozenAt, collectedAt), Ms(collectedAt, finalSentAt), Ms(finalSentAt, stateSentAt),
+            Ms(stateSentAt, readyAt), Ms(readyAt, resumedAt));
+    }
+
     private double BandwidthMBps()
     {
         var running = rounds.Where(r => r.Milliseconds > 0).ToList();
@@ -315,19 +353,31 @@ public sealed class SourceMigration
         return new FrozenGuestInfo(f.FrozenAtUnixNanos, f.FreezeLatency);
     }
 
-    /// <summary>The union of two ascending page lists, ascending, without duplicates.</summary>
-    private static List<long> MergeSorted(List<long> a, List<long> b)
+    /// <summary>The RoundApplied the source waits for (set before it asks), completed by the control reader.</summary>
+    private RoundAck? roundAck;
+
+    private sealed record RoundAck(int Round, TaskCompletionSource<Frame> Ack);
+
+    /// <summary>
+    /// Pre-copy, after a round was written: asks the destination to acknowledge it once applied, and waits. Until
+    /// then its pages may still sit in socket buffers and the destination agent's relay (about a megabyte per
+    /// stream); freezing before they drained made that drain part of the downtime. The round's time then runs
+    /// until the pages are applied, so the bandwidth the convergence test uses is the end-to-end one.
+    /// </summary>
+    private async Task<RoundReport> AwaitAppliedAsync(RoundReport sent, Task controlReader, CancellationToken ct)
     {
-        var result = new List<long>(a.Count + b.Count);
-        int i = 0, j = 0;
-        while (i < a.Count || j < b.Count)
-        {
-            var next = j >= b.Count || (i < a.Count && a[i] <= b[j]) ? a[i] : b[j];
-            if (i < a.Count && a[i] == next) i++;
-            if (j < b.Count && b[j] == next) j++;
-            result.Add(next);
-        }
-        return result;
+        var sw = Stopwatch.StartNew();
+        var ack = new TaskCompletionSource<Frame>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Volatile.Write(ref roundAck, new RoundAck(sent.Round, ack));
+        await streams[0].WriteAsync(MessageType.RoundSent, Messages.RoundSent(sent.Round, enclave.BatchesSent), ct).ConfigureAwait(false);
+        // The reader may have ended before the ack was registered: its failure is on `ready` as well.
+        var done = await Task.WhenAny(ack.Task, controlReader, Task.Delay(options.PeerTimeout, ct)).ConfigureAwait(false);
+        if (done == controlReader) await ready.Task.ConfigureAwait(false);
+        if (done != ack.Task) throw new TimeoutException($"the destination did not acknowledge round {sent.Round} within {options.PeerTimeout.TotalSeconds:0} s");
+        (await ack.Task.ConfigureAwait(false)).Dispose();
+        var report = sent with { Milliseconds = sent.Milliseconds + sw.Elapsed.TotalMilliseconds };
+        rounds[^1] = report;
+        return report;
     }
 
     /// <summary>Sends pages as batches spread over the page streams, in parallel.</summary>
@@ -444,6 +494,13 @@ public sealed class SourceMigration
                     case MessageType.Ready: ready.TrySetResult(f); break;
                     case MessageType.Resumed: resumed.TrySetResult(f); break;
                     case MessageType.Complete: complete.TrySetResult(f); break;
+                    case MessageType.RoundApplied:
+                        {
+                            var round = Messages.ParseInt64(f.Payload);
+                            if (Volatile.Read(ref roundAck) is { } pending && pending.Round == round && pending.Ack.TrySetResult(f)) break;
+                            f.Dispose(); // not the round asked about (late or unsolicited): pacing only, ignore
+                            break;
+                        }
                     case MessageType.PageRequest:
                         using (f) pageRequests.Writer.TryWrite(Messages.ParsePages(f.Payload));
                         break;
@@ -464,6 +521,7 @@ public sealed class SourceMigration
         }
         failure ??= new ProtocolException("control stream closed");
         ready.TrySetException(failure);
+        Volatile.Read(ref roundAck)?.Ack.TrySetException(failure);
         resumed.TrySetException(failure);
         complete.TrySetException(failure);
         pageRequests.Writer.TryComplete(failure);

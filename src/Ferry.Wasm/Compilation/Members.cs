@@ -15,7 +15,6 @@ internal static class Members
     public static readonly FieldInfo Functions = typeof(InstanceBase).GetField(nameof(InstanceBase.Functions))!;
     public static readonly FieldInfo Frames = typeof(InstanceBase).GetField(nameof(InstanceBase.Frames))!;
     public static readonly FieldInfo DirtyPages = typeof(InstanceBase).GetField(nameof(InstanceBase.DirtyPages))!;
-    public static readonly FieldInfo PresentPages = typeof(InstanceBase).GetField(nameof(InstanceBase.PresentPages))!;
     public static readonly FieldInfo MemoryBase = typeof(LinearMemory).GetField(nameof(LinearMemory.Base))!;
     public static readonly FieldInfo UnwindSignal = typeof(InstanceBase).GetField(nameof(InstanceBase.UnwindSignal))!;
     public static readonly MethodInfo MemViewOf = typeof(MemView).GetMethod(nameof(MemView.Of))!;

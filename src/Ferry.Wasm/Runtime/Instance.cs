@@ -269,8 +269,8 @@ public sealed class Instance
         }
         if (compiled.Options.PresenceChecks)
         {
-            state.PresentMap = new PageMap(memory.ReservedBytes);
-            state.PresentPages = state.PresentMap.Pointer;
+            state.AbsentMap = new PageMap(memory.ReservedBytes);
+            state.AbsentPages = state.AbsentMap.Pointer;
         }
     }
 

@@ -46,15 +46,17 @@ public abstract class InstanceBase
     /// <summary>Dirty-page map written by compiled stores when the module was compiled with write tracking.</summary>
     public unsafe byte* DirtyPages;
 
-    /// <summary>The maps behind <see cref="DirtyPages"/> and <see cref="PresentPages"/>, kept alive with the instance.</summary>
+    /// <summary>The maps behind <see cref="DirtyPages"/> and <see cref="AbsentPages"/>, kept alive with the instance.</summary>
     public PageMap? DirtyMap { get; internal set; }
-    public PageMap? PresentMap { get; internal set; }
+    public PageMap? AbsentMap { get; internal set; }
 
     /// <summary>
-    /// Present-page map (1 = the 4 KiB page's contents are here) tested by code compiled with presence checks.
+    /// Absent-page map (1 = the 4 KiB page's contents have not arrived yet) tested by code compiled with presence
+    /// checks. Zero means present, so a fresh map (the kernel's zero pages) needs no filling: a post-copy destination
+    /// marks only the pending pages, and pages added by later growth are present by construction.
     /// Installed before such code runs and never freed while the instance lives (compiled code caches it).
     /// </summary>
-    public unsafe byte* PresentPages;
+    public unsafe byte* AbsentPages;
 
     /// <summary>Fetches missing pages for code compiled with presence checks (post-copy destinations).</summary>
     public IMissingPageHandler? MissingPages;

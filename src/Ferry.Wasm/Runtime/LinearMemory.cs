@@ -36,6 +36,13 @@ public sealed unsafe class LinearMemory : IDisposable
             throw new InsufficientMemoryException($"cannot reserve {reservedBytes} bytes of address space for linear memory (errno {Marshal.GetLastPInvokeError()})");
         }
         Base = (byte*)p;
+        // Transparent huge pages where the kernel offers them (as QEMU does for guest RAM): the first touch of a
+        // large memory then takes one fault per 2 MiB instead of one per 4 KiB. Measured here (a paravirtualised
+        // guest, where every new 4 KiB mapping also traps to the hypervisor): writing 1 GiB of fresh memory took
+        // 3.8 s in 4 KiB pages and 0.1 s in huge pages — the bulk of a 1 GiB migration's page transfer on the
+        // destination. Tracking stays at 4 KiB (compiled maps; the kernel splits huge pages it write-protects or
+        // discards). Advisory: refused or unavailable is fine. FERRY_HUGEPAGES=0 turns it off.
+        if (UseHugePages) _ = Libc.madvise(p, (nuint)reservedBytes, Libc.MADV_HUGEPAGE);
         if (!Commit(minPages * MemoryType.PageSize))
         {
             Dispose();
@@ -43,6 +50,9 @@ public sealed unsafe class LinearMemory : IDisposable
         }
         Size = minPages * MemoryType.PageSize;
     }
+
+    /// <summary>Whether new memories ask for transparent huge pages (environment FERRY_HUGEPAGES=0 turns it off).</summary>
+    public static bool UseHugePages { get; } = Environment.GetEnvironmentVariable("FERRY_HUGEPAGES") != "0";
 
     public bool Is64 { get; }
     /// <summary>The maximum the memory's type declares (or the host imposed), if any; used for import matching.</summary>

@@ -12,13 +12,13 @@ public unsafe struct MemView
     public byte* Base;
     public ulong Size;
     public byte* Dirty;
-    public byte* Present;
+    public byte* Absent;
 
     /// <summary>The current view of an instance's memory (compiled code refreshes it after memory may have grown).</summary>
     public static MemView Of(InstanceBase ctx)
     {
         var m = ctx.Memory0!;
-        return new MemView { Base = m.Base, Size = m.Size, Dirty = ctx.DirtyPages, Present = ctx.PresentPages };
+        return new MemView { Base = m.Base, Size = m.Size, Dirty = ctx.DirtyPages, Absent = ctx.AbsentPages };
     }
 }
 
@@ -42,21 +42,23 @@ public static unsafe class Mem32
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static byte* AddrDirty(int addr, MemView m, ulong offset, ulong n)
     {
-        var ea = (ulong)(uint)addr + offset;
-        if (ea + n > m.Size) throw TrapFactory.OutOfBoundsMemory();
-        m.Dirty[ea >> 12] = 1;
-        m.Dirty[(ea + n - 1) >> 12] = 1;
-        return m.Base + ea;
+        // Written out without a local for the effective address, as in Addr (the JIT's CSE still computes it once).
+        if ((ulong)(uint)addr + offset + n > m.Size) throw TrapFactory.OutOfBoundsMemory();
+        m.Dirty[((ulong)(uint)addr + offset) >> 12] = 1;
+        m.Dirty[((ulong)(uint)addr + offset + n - 1) >> 12] = 1;
+        return m.Base + ((ulong)(uint)addr + offset);
     }
 
     /// <summary>Address with a presence check (post-copy destination): missing pages are fetched first.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static byte* AddrPresent(int addr, MemView m, ulong offset, ulong n, InstanceBase ctx)
     {
-        var ea = (ulong)(uint)addr + offset;
-        if (ea + n > m.Size) throw TrapFactory.OutOfBoundsMemory();
-        if ((m.Present[ea >> 12] & m.Present[(ea + n - 1) >> 12]) == 0) MemoryOps.FetchMissing(ctx, ea, n);
-        return m.Base + ea;
+        if ((ulong)(uint)addr + offset + n > m.Size) throw TrapFactory.OutOfBoundsMemory();
+        if ((m.Absent[((ulong)(uint)addr + offset) >> 12] | m.Absent[((ulong)(uint)addr + offset + n - 1) >> 12]) != 0)
+        {
+            MemoryOps.FetchMissing(ctx, (ulong)(uint)addr + offset, n);
+        }
+        return m.Base + ((ulong)(uint)addr + offset);
     }
 }
 
@@ -86,7 +88,7 @@ public static unsafe class Mem64
     {
         var p = Addr(addr, m, offset, n);
         var ea = (ulong)(p - m.Base);
-        if ((m.Present[ea >> 12] & m.Present[(ea + n - 1) >> 12]) == 0) MemoryOps.FetchMissing(ctx, ea, n);
+        if ((m.Absent[ea >> 12] | m.Absent[(ea + n - 1) >> 12]) != 0) MemoryOps.FetchMissing(ctx, ea, n);
         return p;
     }
 }
@@ -111,11 +113,11 @@ public static unsafe class Mem32<T> where T : unmanaged
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void StoreDirty(int addr, T value, MemView m, ulong offset)
     {
-        var ea = (ulong)(uint)addr + offset;
-        if (ea + (ulong)sizeof(T) > m.Size) throw TrapFactory.OutOfBoundsMemory();
-        m.Dirty[ea >> 12] = 1;
-        m.Dirty[(ea + (ulong)sizeof(T) - 1) >> 12] = 1;
-        Unsafe.WriteUnaligned(m.Base + ea, value);
+        // No effective-address local (see Mem32.Addr): tracked builds of large functions must not run out of inlining.
+        if ((ulong)(uint)addr + offset + (ulong)sizeof(T) > m.Size) throw TrapFactory.OutOfBoundsMemory();
+        m.Dirty[((ulong)(uint)addr + offset) >> 12] = 1;
+        m.Dirty[((ulong)(uint)addr + offset + (ulong)sizeof(T) - 1) >> 12] = 1;
+        Unsafe.WriteUnaligned(m.Base + ((ulong)(uint)addr + offset), value);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
