@@ -40,6 +40,10 @@ public sealed record MigrationReport
     /// <summary>Pages sent more than once (dirtied again after a round).</summary>
     public long ResentPages { get; init; }
     public int Rounds { get; init; }
+    /// <summary>Pre-copy auto-converge: the highest share of time the guest was kept frozen during the rounds (0: never throttled).</summary>
+    public double AutoConvergeShare { get; init; }
+    /// <summary>Time the guest spent frozen by auto-converge while the rounds ran (not downtime: it ran in between).</summary>
+    public double ThrottledMs { get; init; }
     public double BandwidthMBps { get; init; }
     public IReadOnlyList<RoundReport> RoundDetails { get; init; } = [];
     public long PostCopyFaults { get; init; }

@@ -39,9 +39,13 @@ public class MigrationTests
     };
 
     /// <summary>The writer guest on the source, started and waiting at its first gate (where the tests migrate it).</summary>
-    private static async Task<GuestProgram> StartWriterAtGateAsync(GateEnvironment env, bool compilerTracking)
+    private static Task<GuestProgram> StartWriterAtGateAsync(GateEnvironment env, bool compilerTracking) =>
+        StartAtGateAsync(WriterBytes, env, compilerTracking);
+
+    /// <summary>A guest on the source, started and waiting at its first gate.</summary>
+    private static async Task<GuestProgram> StartAtGateAsync(byte[] module, GateEnvironment env, bool compilerTracking)
     {
-        var program = GuestProgram.Create(Wat.Load(WriterBytes), env, CompileOptions.Default with { DirtyTracking = compilerTracking }, InstanceOptions.Default);
+        var program = GuestProgram.Create(Wat.Load(module), env, CompileOptions.Default with { DirtyTracking = compilerTracking }, InstanceOptions.Default);
         try
         {
             program.Start();
@@ -172,6 +176,108 @@ public class MigrationTests
         Assert.True(report.Succeeded, report.Error);
         Assert.True(report.TotalMs > 2 * peerTimeout.TotalMilliseconds, $"the migration took only {report.TotalMs:F0} ms: the scenario did not happen");
         var end = await dest.Enclave.Program!.Completion.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(GuestEndKind.Exited, end.Kind);
+        Assert.Equal(expected, await ends.DestinationEnv!.Done.Task.WaitAsync(TimeSpan.FromSeconds(5)));
+    }
+
+    /// <summary>
+    /// Freezing again right after an unfreeze (auto-converge does it every few milliseconds) must wait for a new
+    /// freeze: while the guest thread had not yet woken from the previous one, the program used to answer "frozen"
+    /// at once, and the unfreeze that followed failed with "the program is not frozen" once the thread went on.
+    /// Whichever way each iteration interleaves, every freeze must be real and the result the uninterrupted one.
+    /// </summary>
+    [Fact]
+    public async Task A_freeze_right_after_an_unfreeze_is_a_new_freeze()
+    {
+        var bytes = Wat.ToWasm(Programs.Spinner(100_000_000));
+        var referenceEnv = new GateEnvironment(open: true);
+        using (var reference = GuestProgram.Create(Wat.Load(bytes), referenceEnv, CompileOptions.Default, InstanceOptions.Default))
+        {
+            reference.Start();
+            await reference.Completion.WaitAsync(TimeSpan.FromSeconds(60));
+        }
+        var env = new GateEnvironment(open: true);
+        using var program = GuestProgram.Create(Wat.Load(bytes), env, CompileOptions.Default, InstanceOptions.Default);
+        program.Start();
+        var freezes = 0;
+        while (freezes < 300)
+        {
+            try
+            {
+                await program.FreezeAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            }
+            catch (GuestNotRunningException)
+            {
+                break; // it ended meanwhile
+            }
+            program.Unfreeze();
+            freezes++;
+        }
+        var end = await program.Completion.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(GuestEndKind.Exited, end.Kind);
+        Assert.True(freezes > 0);
+        Assert.Equal(await referenceEnv.Done.Task, await env.Done.Task.WaitAsync(TimeSpan.FromSeconds(5)));
+    }
+
+    /// <summary>Spinner iterations: a few seconds of stores on this machine, several times the migration below.</summary>
+    private const int SpinnerIterations = 1_500_000_000;
+
+    /// <summary>
+    /// Auto-converge: a guest that dirties all of its memory in every round never lets pre-copy converge. With
+    /// auto-converge the source throttles it step by step up to 90 % of the time frozen before it counts rounds as
+    /// stalled; the guest is frozen and resumed many times meanwhile and still ends with the uninterrupted result.
+    /// Without it, the guest is never throttled. Page streams are slowed (5 ms per write) so that every
+    /// round (1,024 pages: 4 batches on 2 streams) lasts several throttle cycles (5 ms here).
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Auto_converge_throttles_a_guest_whose_rounds_do_not_shrink(bool autoConverge)
+    {
+        var bytes = Wat.ToWasm(Programs.Spinner(SpinnerIterations));
+        var referenceEnv = new GateEnvironment(open: true);
+        using (var reference = GuestProgram.Create(Wat.Load(bytes), referenceEnv, CompileOptions.Default, InstanceOptions.Default))
+        {
+            reference.Start();
+            Assert.Equal(GuestEndKind.Exited, (await reference.Completion.WaitAsync(TimeSpan.FromSeconds(120))).Kind);
+        }
+        var expected = await referenceEnv.Done.Task;
+
+        using var ends = new Endpoints();
+        var sourceEnv = new GateEnvironment(open: false);
+        using var program = await StartAtGateAsync(bytes, sourceEnv, compilerTracking: true);
+        var options = new MigrationOptions
+        {
+            Strategy = Strategy.PreCopy,
+            Tracking = TrackingMethod.Compiler,
+            Streams = 2,
+            BatchPages = 256,
+            DowntimeTarget = TimeSpan.FromTicks(1),
+            MaxRounds = 12,
+            AutoConverge = autoConverge,
+            AutoConvergePeriod = TimeSpan.FromMilliseconds(5),
+        };
+        var source = new SourceMigration(new EnclaveSource(program, new PlainRecordProtector(), options.Streams + 1),
+            () => new CompilerDirtyTracker(program.Instance.State), options);
+        var destTask = Task.Run(async () => await ends.Destination().RunAsync(await ends.Listener.AcceptAsync(options.Streams + 1, default), default));
+        var run = source.RunAsync(new SlowPageStreams(new TcpConnector(ends.Listener.Endpoint), TimeSpan.FromMilliseconds(5)),
+            Setup() with { ModuleSha256 = Convert.ToHexStringLower(SHA256.HashData(bytes)), ModuleBytes = bytes.Length }, bytes, default);
+        sourceEnv.Gate.Set();
+        var report = await run.WaitAsync(TimeSpan.FromSeconds(120));
+        var dest = await destTask.WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.True(report.Succeeded, report.Error);
+        if (autoConverge)
+        {
+            Assert.Equal(0.9, report.AutoConvergeShare, 3);
+            Assert.True(report.ThrottledMs > 0, "the guest was never frozen by the throttle");
+        }
+        else
+        {
+            Assert.Equal(0, report.AutoConvergeShare);
+            Assert.Equal(0, report.ThrottledMs);
+        }
+        var end = await dest.Enclave.Program!.Completion.WaitAsync(TimeSpan.FromSeconds(120));
         Assert.Equal(GuestEndKind.Exited, end.Kind);
         Assert.Equal(expected, await ends.DestinationEnv!.Done.Task.WaitAsync(TimeSpan.FromSeconds(5)));
     }

@@ -103,6 +103,34 @@ public static class Programs
     /// Writes pseudo-random pages of a 4 MiB memory, passing gate 1 (where the test starts migrating and lets it
     /// go on) and gate 2 (closed on the source), and reports a checksum of memory.
     /// </summary>
+    /// <summary>
+    /// Waits at gate 1, then stores to random words of 4 MiB (1,024 pages) for <paramref name="iterations"/>
+    /// iterations, and reports an FNV-style hash of that memory: a guest that dirties pages for as long as a migration runs.
+    /// </summary>
+    public static string Spinner(int iterations) => """
+        (module
+          (import "env" "gate" (func $gate (param i32)))
+          (import "env" "done" (func $done (param i64)))
+          (memory 64)
+          (func (export "_start") (local $i i32) (local $x i32) (local $h i64)
+            (call $gate (i32.const 1))
+            (local.set $x (i32.const 12345))
+            (loop $l
+              (local.set $x (i32.xor (local.get $x) (i32.shl (local.get $x) (i32.const 13))))
+              (local.set $x (i32.xor (local.get $x) (i32.shr_u (local.get $x) (i32.const 17))))
+              (local.set $x (i32.xor (local.get $x) (i32.shl (local.get $x) (i32.const 5))))
+              (i32.store (i32.and (local.get $x) (i32.const 0x3FFFFC)) (local.get $i))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br_if $l (i32.lt_u (local.get $i) (i32.const ITERATIONS))))
+            (local.set $i (i32.const 0))
+            (loop $s
+              (local.set $h (i64.add (i64.mul (local.get $h) (i64.const 1099511628211)) (i64.load (local.get $i))))
+              (local.set $i (i32.add (local.get $i) (i32.const 8)))
+              (br_if $s (i32.lt_u (local.get $i) (i32.const 0x400000))))
+            (call $done (local.get $h)))
+        )
+        """.Replace("ITERATIONS", iterations.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
+
     public const string Writer = """
         (module
           (import "env" "gate" (func $gate (param i32)))

@@ -4,11 +4,12 @@ namespace Ferry.Bench.Engine;
 
 /// <summary>
 /// `engine`: compile throughput, kernel speed against node, and the cost of safe points (issue 3 item 6, issue 9
-/// item 7). Parts: compile, kernels, safepoints (kernels and workload suite); all by default.
+/// item 7), and of compiled write tracking (issue 5 item 7). Parts: compile, kernels, safepoints (kernels and workload
+/// suite), tracking (workload suite); all by default.
 /// </summary>
 public static class EngineBench
 {
-    private static readonly string[] Parts = ["compile", "kernels", "safepoints"];
+    private static readonly string[] Parts = ["compile", "kernels", "safepoints", "tracking"];
 
     public static void Run(string[] args)
     {
@@ -28,8 +29,9 @@ public static class EngineBench
         if (options.Runs("safepoints"))
         {
             SafePointKernelBench.Run(report, kernels, options.Quick, options.Reps ?? 5);
-            SafePointWorkloadBench.Run(report, options.Suite(), options.Reps ?? 3);
+            WorkloadOverheadBench.RunSafePoints(report, options.Suite(), options.Reps ?? 3);
         }
+        if (options.Runs("tracking")) WorkloadOverheadBench.RunTracking(report, options.Suite(), options.Reps ?? 3);
         report.Finish();
     }
 }

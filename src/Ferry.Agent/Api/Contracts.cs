@@ -207,6 +207,8 @@ public sealed record MigrateRequest
     /// <summary>Parallel page streams (besides the control stream).</summary>
     public int Streams { get; set; } = 4;
     public int? MaxRounds { get; init; }
+    /// <summary>Pre-copy: throttle a guest whose rounds do not shrink (MigrationOptions.AutoConverge).</summary>
+    public bool AutoConverge { get; set; } = true;
     /// <summary>Chosen by the client so it can find the outcome again if it loses the source agent.</summary>
     public string? RequestId { get; init; }
     /// <summary>The source agent (filled in by it; the destination shows it as migratedFrom).</summary>

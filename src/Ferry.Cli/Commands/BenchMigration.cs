@@ -197,7 +197,7 @@ public static class BenchMigration
                 if (result.Ok == true)
                 {
                     var r = result.Report!;
-                    Say(string.Create(CultureInfo.InvariantCulture, $"  downtime {r.DowntimeMs:0.0} ms{Parts(r.DowntimeParts)}, total {r.TotalMs:0} ms, {r.Rounds} rounds, {r.BytesSent >> 20} MiB"));
+                    Say(string.Create(CultureInfo.InvariantCulture, $"  downtime {r.DowntimeMs:0.0} ms{Parts(r.DowntimeParts)}, total {r.TotalMs:0} ms, {r.Rounds} rounds, {r.BytesSent >> 20} MiB{(r.AutoConvergeShare > 0 ? $", throttled up to {r.AutoConvergeShare:P0}" : "")}"));
                     (here, there) = (there, here);
                 }
                 else

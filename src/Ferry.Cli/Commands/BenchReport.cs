@@ -35,8 +35,12 @@ public static class BenchReport
         sb.AppendLine();
         sb.AppendLine("## Results");
         sb.AppendLine();
-        sb.AppendLine("| workload | size | strategy | tracking | downtime ms | total s | sent MiB | rounds | re-sent pages | MiB/s | post-copy faults (median / p99 ms) | load | note |");
-        sb.AppendLine("|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---|");
+        sb.AppendLine("The downtime split is the report's `downtimeParts` in ms: collecting the last dirty set, sending the last pages,");
+        sb.AppendLine("the state, until the destination is ready (its wait for the last batches, building the instance), until it started");
+        sb.AppendLine("the guest after the commit. A note says when pre-copy's auto-converge throttled the guest, and up to what share.");
+        sb.AppendLine();
+        sb.AppendLine("| workload | size | strategy | tracking | downtime ms | downtime split | total s | sent MiB | rounds | re-sent pages | MiB/s | post-copy faults (median / p99 ms) | load | note |");
+        sb.AppendLine("|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---|---:|---|");
         foreach (var m in r.Migrations)
         {
             if (m.Report is { } p)
@@ -44,11 +48,15 @@ public static class BenchReport
                 var faults = p.Strategy is Migration.Protocol.Strategy.PostCopy or Migration.Protocol.Strategy.Hybrid
                     ? p.FaultLatency is { Count: > 0 } f ? $"{p.PostCopyFaults} ({F(f.MedianMs, "0.00")} / {F(f.P99Ms, "0.00")})" : $"{p.PostCopyFaults}"
                     : "";
-                sb.AppendLine($"| {m.Workload} | {m.Size} | {m.Strategy} | {m.Tracking} | {F(p.DowntimeMs, "0.0")} | {F(p.TotalMs / 1000, "0.00")} | {Mib(p.BytesSent)} | {p.Rounds} | {p.ResentPages.ToString("N0", C)} | {F(p.BandwidthMBps, "0")} | {faults} | {F(m.Load, "0.0")} | |");
+                var split = p.DowntimeParts is { } d
+                    ? $"{F(d.CollectMs, "0.0")} / {F(d.FinalPagesMs, "0.0")} / {F(d.StateMs, "0.0")} / {F(d.ReadyMs, "0.0")} / {F(d.CommitMs, "0.0")}"
+                    : "";
+                var note = p.AutoConvergeShare > 0 ? $"throttled up to {F(p.AutoConvergeShare * 100, "0")} % ({F(p.ThrottledMs, "0")} ms frozen)" : "";
+                sb.AppendLine($"| {m.Workload} | {m.Size} | {m.Strategy} | {m.Tracking} | {F(p.DowntimeMs, "0.0")} | {split} | {F(p.TotalMs / 1000, "0.00")} | {Mib(p.BytesSent)} | {p.Rounds} | {p.ResentPages.ToString("N0", C)} | {F(p.BandwidthMBps, "0")} | {faults} | {F(m.Load, "0.0")} | {note} |");
             }
             else
             {
-                sb.AppendLine($"| {m.Workload} | {m.Size} | {m.Strategy} | {m.Tracking} | | | | | | | | {F(m.Load, "0.0")} | not measured: {m.Error} |");
+                sb.AppendLine($"| {m.Workload} | {m.Size} | {m.Strategy} | {m.Tracking} | | | | | | | | | {F(m.Load, "0.0")} | not measured: {m.Error} |");
             }
         }
         sb.AppendLine();

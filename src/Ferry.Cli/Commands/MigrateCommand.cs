@@ -43,10 +43,15 @@ public static class MigrateCommand
         var downtime = new Option<double>("--downtime-target") { Description = "Pre-copy stops iterating once the rest fits this many milliseconds", DefaultValueFactory = _ => 20 };
         var streams = new Option<int>("--streams") { Description = "Parallel page streams", DefaultValueFactory = _ => 4 };
         var maxRounds = new Option<int?>("--max-rounds") { Description = "Upper bound on pre-copy rounds (default 30)" };
+        var autoConverge = new Option<bool>("--auto-converge")
+        {
+            Description = "Pre-copy: when rounds stop shrinking, keep the guest frozen for a growing share of the time (30–90 %) until they do",
+            DefaultValueFactory = _ => true,
+        };
         var json = new Option<bool>("--json") { Description = "Print the outcome and report as JSON on stdout" };
         var command = new Command("migrate", "Live-migrate a workload from one agent to another")
         {
-            id, from, to, strategy, tracking, downtime, streams, maxRounds, json,
+            id, from, to, strategy, tracking, downtime, streams, maxRounds, autoConverge, json,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -90,6 +95,7 @@ public static class MigrateCommand
                 DowntimeTargetMs = parse.GetValue(downtime),
                 Streams = parse.GetValue(streams),
                 MaxRounds = parse.GetValue(maxRounds),
+                AutoConverge = parse.GetValue(autoConverge),
                 RequestId = Guid.NewGuid().ToString(),
             };
             var workload = parse.GetValue(id)!;
@@ -270,8 +276,16 @@ public static class MigrateCommand
         Console.WriteLine($"migrated {o.Workload} from {o.From} to {o.To}");
         Console.WriteLine(string.Create(c, $"  strategy     {MigrationNames.Name(r.Strategy)} ({MigrationNames.Name(r.Tracking)} tracking), memory {RemoteCommands.FormatBytes(r.MemoryBytes)}"));
         Console.WriteLine(string.Create(c, $"  downtime     {r.DowntimeMs:0.###} ms (freeze latency {r.FreezeLatencyMs:0.###} ms)"));
+        if (r.DowntimeParts is { } p)
+        {
+            Console.WriteLine(string.Create(c, $"               collect {p.CollectMs:0.0} + last pages {p.FinalPagesMs:0.0} + state {p.StateMs:0.0} + destination ready {p.ReadyMs:0.0} + commit {p.CommitMs:0.0} ms"));
+        }
         Console.WriteLine(string.Create(c, $"  total time   {r.TotalMs:0} ms"));
         Console.WriteLine(string.Create(c, $"  transferred  {RemoteCommands.FormatBytes((ulong)r.BytesSent)} in {r.Rounds} round(s), {r.PagesSent:N0} pages ({r.ResentPages:N0} re-sent), {r.BandwidthMBps:0} MiB/s"));
+        if (r.AutoConvergeShare > 0)
+        {
+            Console.WriteLine(string.Create(c, $"  converge     guest throttled up to {r.AutoConvergeShare:P0} of the time, {r.ThrottledMs:0} ms frozen in all while the rounds ran"));
+        }
         if (r.Strategy is Migration.Protocol.Strategy.PostCopy or Migration.Protocol.Strategy.Hybrid)
         {
             var f = r.FaultLatency;

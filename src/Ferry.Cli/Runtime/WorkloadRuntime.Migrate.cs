@@ -128,6 +128,7 @@ internal sealed partial class WorkloadRuntime
             // follows the last pages (final state, commit, resume: 3–8 ms measured on loopback).
             DowntimeTarget = TimeSpan.FromMilliseconds(request.DowntimeTargetMs * PreCopyShareOfTarget),
             MaxRounds = request.MaxRounds ?? 30,
+            AutoConverge = request.AutoConverge,
             ConfirmDestinationRunning = (id, ct) => ConfirmAsync(to, id, ct),
         };
         SessionRecordProtector? sealedRecords = null;

@@ -154,7 +154,7 @@ public sealed class GuestProgram : IDisposable
             var cmd = command;
             command = Command.None;
             frozenFrames = null;
-            freezeRequestedTicks = 0;
+            if (freezeWaiter is null) freezeRequestedTicks = 0; // else: a freeze asked for while the resume was pending
             return cmd;
         }
     }
@@ -165,7 +165,12 @@ public sealed class GuestProgram : IDisposable
         lock (gate)
         {
             if (completion.Task.IsCompleted) return Task.FromException<FrozenGuest>(new GuestNotRunningException("the program has ended"));
-            if (frozenFrames is not null) return Task.FromResult(new FrozenGuest(frozenFrames, UnixNanosNow(), TimeSpan.Zero));
+            if (command == Command.Retire) return Task.FromException<FrozenGuest>(new GuestNotRunningException("the program is being retired"));
+            // Frozen, and not about to run again. (Frozen with a resume already sent — the guest thread has not woken
+            // yet — is running for our purposes: the request below stays pending through the resume and takes
+            // effect at its first safe point. Answering "frozen" there let a quick freeze after an unfreeze believe
+            // in a freeze that was about to end: auto-converge's cycles hit it.)
+            if (frozenFrames is not null && command == Command.None) return Task.FromResult(new FrozenGuest(frozenFrames, UnixNanosNow(), TimeSpan.Zero));
             freezeWaiter ??= new TaskCompletionSource<FrozenGuest>(TaskCreationOptions.RunContinuationsAsynchronously);
             freezeRequestedTicks = Stopwatch.GetTimestamp();
             Instance.State.RequestFreeze();

@@ -21,6 +21,14 @@ public sealed record MigrationOptions
     /// </summary>
     public TimeSpan DowntimeTarget { get; init; } = TimeSpan.FromMilliseconds(20);
     public int MaxRounds { get; init; } = 30;
+    /// <summary>
+    /// Pre-copy: when a round does not shrink the dirty set by a fifth, keep the guest frozen for a growing share
+    /// of the time (30, 50, 70, 90 %) until it converges (<see cref="GuestThrottle"/>). Off: a guest that writes
+    /// as fast as pages travel ends with a large last round, inside the downtime.
+    /// </summary>
+    public bool AutoConverge { get; init; } = true;
+    /// <summary>Auto-converge's run-then-pause cycle.</summary>
+    public TimeSpan AutoConvergePeriod { get; init; } = GuestThrottle.DefaultPeriod;
     /// <summary>Pages per batch record (256 × 4 KiB = 1 MiB).</summary>
     public int BatchPages { get; init; } = 256;
     public TimeSpan FreezeTimeout { get; init; } = TimeSpan.FromSeconds(10);
@@ -81,8 +89,13 @@ public sealed class SourceMigration
 
     private long BytesSent => streams.Sum(s => s.BytesWritten);
 
+    /// <summary>Pre-copy's auto-converge, once the rounds started (null otherwise or when off).</summary>
+    private GuestThrottle? throttle;
+
     private MigrationReport Report(FrozenGuestInfo freeze, long resumedAt, double postCopyMs, Stopwatch total) => new()
     {
+        AutoConvergeShare = throttle?.MaxShare ?? 0,
+        ThrottledMs = throttle?.Frozen.TotalMilliseconds ?? 0,
         MigrationId = migrationId.ToString(),
         Strategy = options.Strategy,
         Tracking = options.Tracking,
@@ -201,13 +214,23 @@ public sealed class SourceMigration
                 var stalled = 0;
                 if (strategy == Strategy.PreCopy)
                 {
+                    if (options.AutoConverge) throttle = new GuestThrottle(enclave, options.AutoConvergePeriod);
                     while (true)
                     {
                         dirty.Clear();
                         tracker.Collect(dirty);
                         var estimateMs = dirty.Count * (double)MigrationRecords.PageSize / bandwidth;
                         if (estimateMs <= options.DowntimeTarget.TotalMilliseconds || round >= options.MaxRounds || stalled >= 3) break;
-                        stalled = dirty.Count >= previous ? stalled + 1 : 0;
+                        if (dirty.Count > previous * 0.8 && throttle is { CanRaise: true })
+                        {
+                            // Not converging (fast enough): slow the guest down before counting it as stalled.
+                            throttle.Raise();
+                            stalled = 0;
+                        }
+                        else
+                        {
+                            stalled = dirty.Count >= previous ? stalled + 1 : 0;
+                        }
                         previous = dirty.Count;
                         resent += dirty.Count;
                         var r = await SendRoundAsync(dirty, round, guestRunning: true, linked.Token).ConfigureAwait(false);
@@ -216,6 +239,7 @@ public sealed class SourceMigration
                         round++;
                     }
                 }
+                if (throttle is not null) await throttle.DisposeAsync().ConfigureAwait(false); // the guest runs normally again
                 freeze = await FreezeAsync().ConfigureAwait(false);
                 // Pages left from the last estimate plus those written since. The guest is frozen: a bitmap, not a
                 // hash set and a sort (hybrid at 3 GiB has ~330,000 pages here: tens of milliseconds of downtime).
@@ -286,6 +310,7 @@ public sealed class SourceMigration
             }
             if (Volatile.Read(ref peerAbort) is { } aborted && e is not MigrationAbortedException) e = aborted;
             await linked.CancelAsync().ConfigureAwait(false);
+            if (throttle is not null) await throttle.DisposeAsync().ConfigureAwait(false); // before deciding who runs
             var resumedHere = await HandleFailureAsync(e, ct).ConfigureAwait(false);
             await CloseAsync().ConfigureAwait(false);
             if (!resumedHere && destinationConfirmed && resumedAtNanos is { } ra && freeze is { } f)
@@ -304,6 +329,7 @@ public sealed class SourceMigration
         }
         finally
         {
+            if (throttle is not null) await throttle.DisposeAsync().ConfigureAwait(false);
             tracker?.Dispose();
             if (controlReader is not null)
             {

@@ -5,31 +5,41 @@ using Ferry.Wasm.Compilation;
 namespace Ferry.Bench.Engine;
 
 /// <summary>
-/// Cost of safe points on the workload suite. Each WASI program is compiled <see cref="Builds"/> times with safe
-/// points and as often without: a module's speed depends on where the JIT happens to place its code (two builds of
+/// Cost of one compile option on the workload suite: safe points (<see cref="RunSafePoints"/>), or compiled write tracking
+/// (<see cref="RunTracking"/>). Each WASI program is compiled <see cref="Builds"/> times with the option and as
+/// often without: a module's speed depends on where the JIT happens to place its code (two builds of
 /// identical code differ by up to ~15 % on this machine, measured by this benchmark's spread column), so one build
 /// per variant would measure placement luck rather than safe points. Every build is warmed up twice, then all
 /// builds run in rotated order, <c>reps</c> rounds; a build's time is its best run (CPU time of the guest run,
 /// compilation excluded); a variant's time is the geometric mean over its builds. The checksum line must be
 /// identical in every run.
 /// </summary>
-public static class SafePointWorkloadBench
+public static class WorkloadOverheadBench
 {
     /// <summary>Independent compilations per variant.</summary>
     public const int Builds = 3;
 
-    public static void Run(Report report, IReadOnlyList<WorkloadCase> suite, int reps)
+    public static void RunSafePoints(Report report, IReadOnlyList<WorkloadCase> suite, int reps) =>
+        Run(report, suite, reps, "safe points", CompileOptions.Default, CompileOptions.Default with { SafePoints = false },
+            "Goal (issue 9 item 7): safe points cost <= 5 %, i.e. on/off <= 1.05.");
+
+    /// <summary>Compiled write tracking (what every agent workload runs with, so that pre-copy can find dirtied pages).</summary>
+    public static void RunTracking(Report report, IReadOnlyList<WorkloadCase> suite, int reps) =>
+        Run(report, suite, reps, "write tracking", CompileOptions.Default with { DirtyTracking = true }, CompileOptions.Default,
+            "Goal (issue 5 item 7): compiled tracking costs <= 5 % on the suite, i.e. on/off <= 1.05.");
+
+    private static void Run(Report report, IReadOnlyList<WorkloadCase> suite, int reps, string what, CompileOptions on, CompileOptions off, string goal)
     {
-        var table = new ResultTable($"Safe-point overhead on the workload suite (wasm32 WASI, in process): {Builds} builds with and {Builds} without safe points, {reps} rotated rounds after two warm-up runs each",
+        var table = new ResultTable($"Overhead of {what} on the workload suite (wasm32 WASI, in process): {Builds} builds with and {Builds} without {what}, {reps} rotated rounds after two warm-up runs each",
             ["workload", "arguments", "on s", "off s", "on/off CPU", "on/off wall", "on/off, per build pair", "spread of off builds", "load avg"]);
         foreach (var w in suite)
         {
-            Report.Progress($"safe points, workload {w.CommandLine}");
+            Report.Progress($"{what}, workload {w.CommandLine}");
             var builds = new List<(bool On, CompiledModule Module, Timings Times)>();
             for (var b = 0; b < Builds; b++)
             {
-                builds.Add((true, WorkloadRunner.Compile(w.Path, CompileOptions.Default), new Timings()));
-                builds.Add((false, WorkloadRunner.Compile(w.Path, CompileOptions.Default with { SafePoints = false }), new Timings()));
+                builds.Add((true, WorkloadRunner.Compile(w.Path, on), new Timings()));
+                builds.Add((false, WorkloadRunner.Compile(w.Path, off), new Timings()));
             }
             // With tiered compilation hot functions reach tier 1 (in the background) only after enough calls; a run
             // measured before that would time the JIT rather than the code.
@@ -58,9 +68,9 @@ public static class SafePointWorkloadBench
                 Cell.Num(onCpu / offCpu, "F3"), Cell.Num(onWall / offWall, "F3"), string.Join(" ", pairs),
                 Cell.Num(offBests.Max() / offBests.Min(), "F3"), Cell.Num(Machine.Load1(), "F2"));
         }
-        table.Note("Every run printed the same `ops N checksum HEX` line with and without safe points. CPU = process CPU time of the run; a build's time is its best run, a variant's the geometric mean over its builds.");
-        table.Note("Spread of off builds: slowest / fastest of the builds without safe points (identical code, compiled separately) -- how far code placement alone moves one build.");
-        table.Note("Goal (issue 9 item 7): safe points cost <= 5 %, i.e. on/off <= 1.05.");
+        table.Note($"Every run printed the same `ops N checksum HEX` line with and without {what}. CPU = process CPU time of the run; a build's time is its best run, a variant's the geometric mean over its builds.");
+        table.Note($"Spread of off builds: slowest / fastest of the builds without {what} (identical code, compiled separately) -- how far code placement alone moves one build.");
+        table.Note(goal);
         report.Add(table);
     }
 

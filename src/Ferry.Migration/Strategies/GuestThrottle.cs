@@ -1,0 +1,109 @@
+using System.Diagnostics;
+using Ferry.Enclave.Migration;
+using Ferry.Enclave.Runtime;
+
+namespace Ferry.Migration.Strategies;
+
+/// <summary>
+/// Auto-converge for pre-copy. A guest that dirties pages about as fast as they can be sent never lets the rounds
+/// shrink, so the last one — sent while the guest is down — stays large. The throttle keeps the guest frozen for a
+/// share of every period (<see cref="DefaultPeriod"/>; freeze at a safe point, wait, unfreeze), as QEMU's auto-converge takes CPU
+/// time from vCPUs; the source raises the share after each round that did not shrink the dirty set enough. The
+/// guest only runs slower meanwhile: its state is untouched, and a freeze is what every migration does anyway.
+/// </summary>
+internal sealed class GuestThrottle : IAsyncDisposable
+{
+    /// <summary>The default run-then-pause cycle: short enough to spread the pauses evenly, long next to a freeze (~0.1 ms).</summary>
+    public static readonly TimeSpan DefaultPeriod = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>The shares the throttle steps through, as QEMU's 20 % start and 10 % steps, but coarser: few rounds remain.</summary>
+    private static readonly double[] Steps = [0.3, 0.5, 0.7, 0.9];
+
+    private readonly EnclaveSource enclave;
+    private readonly TimeSpan period;
+    private readonly CancellationTokenSource stop = new();
+    private Task? loop;
+    private int step = -1;
+    private long frozenTicks;
+
+    public GuestThrottle(EnclaveSource enclave, TimeSpan period)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(period, TimeSpan.Zero);
+        this.enclave = enclave;
+        this.period = period;
+    }
+
+    /// <summary>The share of time the guest is kept frozen now (0: not throttled).</summary>
+    public double Share => Volatile.Read(ref step) is var s && s >= 0 ? Steps[s] : 0;
+
+    /// <summary>The highest share reached.</summary>
+    public double MaxShare { get; private set; }
+
+    public bool CanRaise => Volatile.Read(ref step) < Steps.Length - 1;
+
+    /// <summary>Time the guest spent frozen by the throttle.</summary>
+    public TimeSpan Frozen => Stopwatch.GetElapsedTime(0, Interlocked.Read(ref frozenTicks));
+
+    /// <summary>One step up (starting the cycles on the first call).</summary>
+    public void Raise()
+    {
+        if (!CanRaise) return;
+        Volatile.Write(ref step, step + 1);
+        MaxShare = Math.Max(MaxShare, Share);
+        loop ??= Task.Run(CycleAsync);
+    }
+
+    private async Task CycleAsync()
+    {
+        var token = stop.Token;
+        while (true)
+        {
+            var share = Share;
+            try
+            {
+                await Task.Delay(period * (1 - share), token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            var pausedAt = Stopwatch.GetTimestamp();
+            try
+            {
+                // Never abandoned once asked for: a freeze that completed after we stopped waiting would leave the
+                // guest frozen with nobody to unfreeze it.
+                await enclave.FreezeAsync().ConfigureAwait(false);
+            }
+            catch (GuestNotRunningException)
+            {
+                return; // the program ended; the migration notices on its own
+            }
+            try
+            {
+                await Task.Delay(period * share, token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // Stopping: unfreeze at once.
+            }
+            finally
+            {
+                enclave.Unfreeze();
+                Interlocked.Add(ref frozenTicks, Stopwatch.GetTimestamp() - pausedAt);
+            }
+            if (token.IsCancellationRequested) return;
+        }
+    }
+
+    /// <summary>Stops the cycles; when this returns the guest runs (unless it ended).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (disposed) return;
+        disposed = true;
+        await stop.CancelAsync().ConfigureAwait(false);
+        if (loop is not null) await loop.ConfigureAwait(false);
+        stop.Dispose();
+    }
+
+    private bool disposed;
+}
