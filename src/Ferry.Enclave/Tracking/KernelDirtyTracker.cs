@@ -97,7 +97,12 @@ public sealed unsafe class KernelDirtyTracker : IDirtyPageTracker
         }
     }
 
-    public int Collect(List<long> pages)
+    public int Collect(List<long> pages) => Collect(pages, rearm: true);
+
+    /// <summary>Without re-protecting what was written: the pages stay writable without faults (see the interface).</summary>
+    public int CollectLast(List<long> pages) => Collect(pages, rearm: false);
+
+    private int Collect(List<long> pages, bool rearm)
     {
         ArgumentNullException.ThrowIfNull(pages);
         lock (gate)
@@ -106,7 +111,7 @@ public sealed unsafe class KernelDirtyTracker : IDirtyPageTracker
             if (!started) throw new InvalidOperationException("Collect before Start (or after Stop)");
             if (memory.Base == null) throw new ObjectDisposedException(nameof(LinearMemory));
             var first = pages.Count;
-            ScanWritten((nint)memory.Base, registered, rearm: true, pages);
+            ScanWritten((nint)memory.Base, registered, rearm, pages);
             // Committed but not registered (growth whose registration failed, or racing this call): all count as written.
             var size = memory.Size;
             for (var p = (long)(registered >> PageShift); p < (long)(size >> PageShift); p++) pendingGrowth.Add(p);

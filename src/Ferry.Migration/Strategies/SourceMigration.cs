@@ -184,7 +184,7 @@ public sealed class SourceMigration
                     pending = PageBitmap.Of(nonZero, enclave.PageCount);
                     freeze = await FreezeAsync().ConfigureAwait(false);
                     var written = new List<long>();
-                    tracker.Collect(written);
+                    tracker.CollectLast(written);
                     pending = PageBitmap.Grow(pending, enclave.PageCount); // the guest may have grown its memory meanwhile
                     PageBitmap.Add(pending, written);
                     pendingCountHint = nonZero.Count + written.Count;
@@ -244,7 +244,7 @@ public sealed class SourceMigration
                 // Pages left from the last estimate plus those written since. The guest is frozen: a bitmap, not a
                 // hash set and a sort (hybrid at 3 GiB has ~330,000 pages here: tens of milliseconds of downtime).
                 var written = new List<long>();
-                tracker.Collect(written);
+                tracker.CollectLast(written);
                 var union = PageBitmap.Of(dirty, enclave.PageCount);
                 PageBitmap.Add(union, written);
                 pendingCountHint = dirty.Count + written.Count;
