@@ -74,6 +74,13 @@ public unsafe class DirtyTrackerTests
         Assert.Equal(written, Collect(tracker));
         Assert.Empty(Collect(tracker));
         Assert.Equal(0xCD, memory.Base[514 * 4096]); // the neighbours kept their contents
+
+        // The last collection of a migration reports the same way (it only skips re-arming).
+        memory.Base[7 * 4096] = 2;
+        memory.Base[6000 * 4096] = 2;
+        var last = new List<long>();
+        Assert.Equal(2, ((IDirtyPageTracker)tracker).CollectLast(last));
+        Assert.Equal([7L, 6000L], last);
     }
 
     /// <summary>AnonHugePages of the mapping that starts at <paramref name="start"/>, from /proc/self/smaps (0 if not found).</summary>
