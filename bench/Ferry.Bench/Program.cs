@@ -7,7 +7,7 @@ using BenchmarkDotNet.Running;
 //                                                                            safe-point overhead (kernels, workloads)
 //   dotnet run -c Release --project bench/Ferry.Bench -- checkpoint [--json] 1 GiB snapshot write/fsync/restore vs raw
 //                                                                            file I/O, freeze latency per workload
-// engine and checkpoint take part names to run only some (engine: compile kernels safepoints; checkpoint: snapshot
+// engine and checkpoint take part names to run only some (engine: compile kernels safepoints tracking; checkpoint: snapshot
 // freeze), --reps N, --workloads a,b (suite programs to run), and --quick (small sizes: a smoke test, not
 // figures). Tables go to stdout, progress to stderr.
 // They need node, clang (kernels.wasm, workloads/build) and wat2wasm; build/programs/*.wasm (programs/build) are
