@@ -324,18 +324,11 @@ public class MigrationTests
     }
 
     /// <summary>Reads whole frames ([u32 length][u16 type][u16 flags][payload]) from the inner stream and passes on all but one type.</summary>
-    private sealed class FrameFilteringReads(Stream inner, MessageType dropped) : Stream
+    private sealed class FrameFilteringReads(Stream inner, MessageType dropped) : PassThroughStream(inner)
     {
         private byte[] pending = [];
         private int offset;
 
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => true;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override void Flush() => inner.Flush();
-        public override Task FlushAsync(CancellationToken ct) => inner.FlushAsync(ct);
         public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
 
         public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken ct = default)
@@ -343,10 +336,10 @@ public class MigrationTests
             while (offset == pending.Length)
             {
                 var header = new byte[FrameStream.HeaderBytes];
-                if (await inner.ReadAtLeastAsync(header, header.Length, throwOnEndOfStream: false, ct) < header.Length) return 0;
+                if (await Inner.ReadAtLeastAsync(header, header.Length, throwOnEndOfStream: false, ct) < header.Length) return 0;
                 var frame = new byte[header.Length + System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(header)];
                 header.CopyTo(frame, 0);
-                await inner.ReadExactlyAsync(frame.AsMemory(header.Length), ct);
+                await Inner.ReadExactlyAsync(frame.AsMemory(header.Length), ct);
                 if ((MessageType)System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(header.AsSpan(4)) == dropped) continue;
                 (pending, offset) = (frame, 0);
             }
@@ -354,17 +347,6 @@ public class MigrationTests
             pending.AsMemory(offset, n).CopyTo(buffer);
             offset += n;
             return n;
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => inner.Write(buffer, offset, count);
-        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken ct = default) => inner.WriteAsync(buffer, ct);
-
-        protected override void Dispose(bool disposing)
-        {
-            if (disposing) inner.Dispose();
-            base.Dispose(disposing);
         }
     }
 
@@ -379,35 +361,18 @@ public class MigrationTests
         }
     }
 
-    private sealed class SlowWrites(Stream inner, TimeSpan delay) : Stream
+    private sealed class SlowWrites(Stream inner, TimeSpan delay) : PassThroughStream(inner)
     {
-        public override bool CanRead => inner.CanRead;
-        public override bool CanSeek => false;
-        public override bool CanWrite => inner.CanWrite;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override void Flush() => inner.Flush();
-        public override Task FlushAsync(CancellationToken ct) => inner.FlushAsync(ct);
-        public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
-        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken ct = default) => inner.ReadAsync(buffer, ct);
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
         public override void Write(byte[] buffer, int offset, int count)
         {
             Thread.Sleep(delay);
-            inner.Write(buffer, offset, count);
+            Inner.Write(buffer, offset, count);
         }
 
         public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken ct = default)
         {
             await Task.Delay(delay, ct);
-            await inner.WriteAsync(buffer, ct);
-        }
-
-        protected override void Dispose(bool disposing)
-        {
-            if (disposing) inner.Dispose();
-            base.Dispose(disposing);
+            await Inner.WriteAsync(buffer, ct);
         }
     }
 }

@@ -100,10 +100,6 @@ public sealed class GateEnvironment : IGuestEnvironment
 public static class Programs
 {
     /// <summary>
-    /// Writes pseudo-random pages of a 4 MiB memory, passing gate 1 (where the test starts migrating and lets it
-    /// go on) and gate 2 (closed on the source), and reports a checksum of memory.
-    /// </summary>
-    /// <summary>
     /// Waits at gate 1, then stores to random words of 4 MiB (1,024 pages) for <paramref name="iterations"/>
     /// iterations, and reports an FNV-style hash of that memory: a guest that dirties pages for as long as a migration runs.
     /// </summary>
@@ -131,6 +127,10 @@ public static class Programs
         )
         """.Replace("ITERATIONS", iterations.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
 
+    /// <summary>
+    /// Writes pseudo-random pages of a 4 MiB memory, passing gate 1 (where the test starts migrating and lets it
+    /// go on) and gate 2 (closed on the source), and reports a checksum of memory.
+    /// </summary>
     public const string Writer = """
         (module
           (import "env" "gate" (func $gate (param i32)))
@@ -155,4 +155,33 @@ public static class Programs
             (call $done (local.get $h)))
         )
         """;
+}
+
+/// <summary>
+/// A stream that passes everything to <see cref="Inner"/> (and owns it); test doubles override the few members
+/// they change.
+/// </summary>
+public abstract class PassThroughStream(Stream inner) : Stream
+{
+    protected Stream Inner { get; } = inner;
+
+    public override bool CanRead => Inner.CanRead;
+    public override bool CanSeek => false;
+    public override bool CanWrite => Inner.CanWrite;
+    public override long Length => throw new NotSupportedException();
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+    public override void Flush() => Inner.Flush();
+    public override Task FlushAsync(CancellationToken cancellationToken) => Inner.FlushAsync(cancellationToken);
+    public override int Read(byte[] buffer, int offset, int count) => Inner.Read(buffer, offset, count);
+    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => Inner.ReadAsync(buffer, cancellationToken);
+    public override void Write(byte[] buffer, int offset, int count) => Inner.Write(buffer, offset, count);
+    public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) => Inner.WriteAsync(buffer, cancellationToken);
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) Inner.Dispose();
+        base.Dispose(disposing);
+    }
 }

@@ -23,30 +23,13 @@ public sealed unsafe class PostCopyPages : IMissingPageHandler
         state = instance.State;
         memory = instance.Memory!;
         this.request = request;
-        // The absent map starts all zero (present): mark only the pending pages, a word of the bitmap at a time, so
-        // this costs a pass over pages/8 bytes while the guest is down rather than a write per page of the reservation.
+        // The absent map starts all zero (present): mark only the pending pages, so this costs a pass over pages/8
+        // bytes while the guest is down rather than a write per page of the reservation.
         var absent = state.AbsentPages;
         var pages = (long)(memory.Size >> PageMap.PageShift);
-        var wordBytes = BitConverter.IsLittleEndian ? pendingBitmap.Length & ~7 : 0;
-        var words = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ulong>(pendingBitmap.AsSpan(0, wordBytes));
-        for (var w = 0; w < words.Length; w++)
+        foreach (var page in BitmapPages.Of(pendingBitmap))
         {
-            for (var bits = words[w]; bits != 0; bits &= bits - 1)
-            {
-                Mark(((long)w << 6) + System.Numerics.BitOperations.TrailingZeroCount(bits));
-            }
-        }
-        for (var i = wordBytes; i < pendingBitmap.Length; i++)
-        {
-            for (var bit = 0; bit < 8; bit++)
-            {
-                if ((pendingBitmap[i] & (1 << bit)) != 0) Mark(((long)i << 3) + bit);
-            }
-        }
-
-        void Mark(long page)
-        {
-            if (page >= pages) return; // beyond the memory: nothing to wait for
+            if (page >= pages) break; // beyond the memory (ascending: all that follow too): nothing to wait for
             absent[page] = 1;
             missing++;
         }

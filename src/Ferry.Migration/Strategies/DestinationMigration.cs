@@ -165,16 +165,12 @@ public sealed class DestinationMigration
             roundsSent.Writer.TryComplete();
             await stopAcks.CancelAsync().ConfigureAwait(false);
             await acks.ConfigureAwait(false);
-            // The state says how many batches each stream carried; wait for the stragglers.
-            var deadline = Stopwatch.StartNew();
-            while (true)
+            // The state says how many batches each stream carried; wait for the stragglers. If they do not come,
+            // CompleteState reports exactly what is missing.
+            if (!await WaitForBatchesAsync(enclave, applied, stateRecord.BatchesPerStream, receiversFailed, peerTimeout, linked.Token).ConfigureAwait(false)
+                && receiversFailed.IsFaulted)
             {
-                var next = applied.Next; // taken before the check: a batch applied in between still wakes us
-                if (Covers(enclave.BatchesReceived, stateRecord.BatchesPerStream)) break;
-                if (receiversFailed.IsFaulted) await receiversFailed.ConfigureAwait(false);
-                if (deadline.Elapsed > peerTimeout) break; // CompleteState reports exactly what is missing
-                await Task.WhenAny(next, Task.Delay(TimeSpan.FromMilliseconds(100), linked.Token)).ConfigureAwait(false);
-                linked.Token.ThrowIfCancellationRequested();
+                await receiversFailed.ConfigureAwait(false);
             }
             var arrived = enclave.CompleteState(stateRecord);
             onPhase?.Invoke(DestinationPhase.Ready, null);
@@ -295,14 +291,8 @@ public sealed class DestinationMigration
         {
             await foreach (var (round, batches) in rounds.ReadAllAsync(stop).ConfigureAwait(false))
             {
-                while (true)
-                {
-                    var next = applied.Next;
-                    if (Covers(enclave.BatchesReceived, batches)) break;
-                    if (receivers.IsCompleted) return; // a page stream failed or ended: the main loop reports it
-                    await Task.WhenAny(next, Task.Delay(TimeSpan.FromMilliseconds(100), stop)).ConfigureAwait(false);
-                    stop.ThrowIfCancellationRequested();
-                }
+                // A page stream that failed or ended is reported by the main loop.
+                if (!await WaitForBatchesAsync(enclave, applied, batches, receivers, Timeout.InfiniteTimeSpan, stop).ConfigureAwait(false)) return;
                 await beforeFreeze(stop).ConfigureAwait(false);
                 // Not cancelled by `stop`: a write cut short would leave half a frame on the control stream.
                 await control.WriteAsync(MessageType.RoundApplied, Messages.Int64(round), ct).ConfigureAwait(false);
@@ -322,6 +312,24 @@ public sealed class DestinationMigration
         public Task Next => Volatile.Read(ref current).Task;
 
         public void Set() => Interlocked.Exchange(ref current, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+    }
+
+    /// <summary>
+    /// Waits until every stream has applied at least <paramref name="announced"/> batches (true), or the page
+    /// streams ended (<paramref name="receivers"/> completed: nothing more can arrive) or <paramref name="limit"/>
+    /// passed (false).
+    /// </summary>
+    private static async Task<bool> WaitForBatchesAsync(EnclaveDestination enclave, Pulse applied, long[] announced, Task receivers, TimeSpan limit, CancellationToken ct)
+    {
+        var waited = Stopwatch.StartNew();
+        while (true)
+        {
+            var next = applied.Next; // taken before the check: a batch applied in between still wakes us
+            if (Covers(enclave.BatchesReceived, announced)) return true;
+            if (receivers.IsCompleted || (limit != Timeout.InfiniteTimeSpan && waited.Elapsed > limit)) return false;
+            await Task.WhenAny(next, Task.Delay(TimeSpan.FromMilliseconds(100), ct)).ConfigureAwait(false);
+            ct.ThrowIfCancellationRequested();
+        }
     }
 
     private static bool Covers(long[] received, long[] announced)

@@ -33,11 +33,8 @@ internal sealed class GuestThrottle : IAsyncDisposable
         this.period = period;
     }
 
-    /// <summary>The share of time the guest is kept frozen now (0: not throttled).</summary>
+    /// <summary>The share of time the guest is kept frozen now (0: not throttled); it only rises, so it is also the highest.</summary>
     public double Share => Volatile.Read(ref step) is var s && s >= 0 ? Steps[s] : 0;
-
-    /// <summary>The highest share reached.</summary>
-    public double MaxShare { get; private set; }
 
     public bool CanRaise => Volatile.Read(ref step) < Steps.Length - 1;
 
@@ -49,7 +46,6 @@ internal sealed class GuestThrottle : IAsyncDisposable
     {
         if (!CanRaise) return;
         Volatile.Write(ref step, step + 1);
-        MaxShare = Math.Max(MaxShare, Share);
         loop ??= Task.Run(CycleAsync);
     }
 

@@ -1,3 +1,5 @@
+using Ferry.Enclave.Migration;
+
 namespace Ferry.Migration.Strategies;
 
 /// <summary>
@@ -37,25 +39,7 @@ public static class PageBitmap
     {
         ArgumentNullException.ThrowIfNull(bitmap);
         var pages = new List<long>(capacityHint);
-        // Bit b of byte i is page 8i+b; read as little-endian words that is bit 8(i mod 8)+b of word i/8.
-        var wordBytes = BitConverter.IsLittleEndian ? bitmap.Length & ~7 : 0;
-        var words = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ulong>(bitmap.AsSpan(0, wordBytes));
-        for (var w = 0; w < words.Length; w++)
-        {
-            var bits = words[w];
-            while (bits != 0)
-            {
-                pages.Add(((long)w << 6) + System.Numerics.BitOperations.TrailingZeroCount(bits));
-                bits &= bits - 1;
-            }
-        }
-        for (var i = wordBytes; i < bitmap.Length; i++)
-        {
-            for (var bit = 0; bit < 8; bit++)
-            {
-                if ((bitmap[i] & (1 << bit)) != 0) pages.Add(((long)i << 3) + bit);
-            }
-        }
+        foreach (var page in BitmapPages.Of(bitmap)) pages.Add(page);
         return pages;
     }
 }

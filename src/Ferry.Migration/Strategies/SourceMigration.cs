@@ -94,7 +94,7 @@ public sealed class SourceMigration
 
     private MigrationReport Report(FrozenGuestInfo freeze, long resumedAt, double postCopyMs, Stopwatch total) => new()
     {
-        AutoConvergeShare = throttle?.MaxShare ?? 0,
+        AutoConvergeShare = throttle?.Share ?? 0,
         ThrottledMs = throttle?.Frozen.TotalMilliseconds ?? 0,
         MigrationId = migrationId.ToString(),
         Strategy = options.Strategy,
