@@ -146,6 +146,54 @@ public class MigrationTests
     }
 
     /// <summary>
+    /// Kernel post-copy registers the destination memory with userfaultfd at setup, at the size the source announced.
+    /// A guest that grows its memory after that (here: between the setup and the freeze, deterministically: the
+    /// destination lets the source guest past gate 1, where it grows from 4 to 8 MiB, and waits until it is at gate 2)
+    /// must still arrive whole: the destination registers the grown memory again when the state arrives.
+    /// </summary>
+    [Theory]
+    [InlineData(Strategy.PostCopy)]
+    [InlineData(Strategy.Hybrid)]
+    public async Task Kernel_postcopy_covers_memory_grown_after_the_setup(Strategy strategy)
+    {
+        var bytes = Wat.ToWasm(Programs.Grower);
+        var referenceEnv = new GateEnvironment(open: true);
+        using (var reference = GuestProgram.Create(Wat.Load(bytes), referenceEnv, CompileOptions.Default, InstanceOptions.Default))
+        {
+            reference.Start();
+            Assert.Equal(GuestEndKind.Exited, (await reference.Completion.WaitAsync(TimeSpan.FromSeconds(30))).Kind);
+        }
+        var expected = await referenceEnv.Done.Task.WaitAsync(TimeSpan.FromSeconds(5));
+
+        using var ends = new Endpoints();
+        var sourceEnv = new GateEnvironment(open: false);
+        using var program = await StartAtGateAsync(bytes, sourceEnv, compilerTracking: false);
+        var options = new MigrationOptions { Strategy = strategy, Tracking = TrackingMethod.Kernel, Streams = 2 };
+        var source = new SourceMigration(new EnclaveSource(program, new PlainRecordProtector(), options.Streams + 1),
+            () => new KernelDirtyTracker(program.Instance.Memory!), options);
+        var destination = new DestinationMigration((setup, module) =>
+        {
+            Assert.Equal(4UL << 20, setup.MemoryBytes);
+            var enclave = ends.CreateEnclave(setup, module);
+            sourceEnv.Gate.Set();
+            sourceEnv.WaitingAtSecond.Task.Wait(TimeSpan.FromSeconds(30));
+            return enclave;
+        });
+        var destTask = Task.Run(async () => await destination.RunAsync(await ends.Listener.AcceptAsync(options.Streams + 1, default), default));
+        var report = await source.RunAsync(new TcpConnector(ends.Listener.Endpoint), Setup() with { ModuleSha256 = Convert.ToHexStringLower(SHA256.HashData(bytes)), ModuleBytes = bytes.Length }, bytes, default)
+            .WaitAsync(TimeSpan.FromSeconds(60));
+        var dest = await destTask.WaitAsync(TimeSpan.FromSeconds(30));
+        await dest.PostCopy.WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.True(report.Succeeded, report.Error);
+        Assert.Equal(8UL << 20, report.MemoryBytes);
+        Assert.Equal(2048, dest.Enclave.KernelPostCopy!.RegisteredPages); // registered again at the grown size
+        var end = await dest.Enclave.Program!.Completion.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(GuestEndKind.Exited, end.Kind);
+        Assert.Equal(expected, await ends.DestinationEnv!.Done.Task.WaitAsync(TimeSpan.FromSeconds(5)));
+    }
+
+    /// <summary>
     /// A pre-copy longer than the destination's peer timeout, during which the source says nothing on the control
     /// stream while pages flow on the page streams, must not be taken for a lost source (it was, before only the
     /// control stream counted: btree at 1 GiB, 30 rounds). The page streams are slowed (100 ms per batch of 4 pages,

@@ -61,12 +61,15 @@ public sealed class GateEnvironment : IGuestEnvironment
     public ManualResetEventSlim SecondGate { get; }
     public TaskCompletionSource<long> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     public TaskCompletionSource Waiting { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    /// <summary>Set when the guest reaches gate 2.</summary>
+    public TaskCompletionSource WaitingAtSecond { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public void Define(Linker linker)
     {
         linker.DefineFunction("env", "gate", new FuncType([Ferry.Wasm.ValueType.I32], []), new Action<int>(id =>
         {
             if (id == 1) Waiting.TrySetResult();
+            else WaitingAtSecond.TrySetResult();
             var token = state!.FreezeToken;
             try
             {
@@ -131,6 +134,40 @@ public static class Programs
     /// Writes pseudo-random pages of a 4 MiB memory, passing gate 1 (where the test starts migrating and lets it
     /// go on) and gate 2 (closed on the source), and reports a checksum of memory.
     /// </summary>
+    /// <summary>
+    /// Like <see cref="Writer"/>, but after gate 1 it grows its memory from 4 to 8 MiB and stores to random words of
+    /// all of it; the hash covers the 8 MiB. A guest whose memory is larger at the freeze than at the setup.
+    /// </summary>
+    public const string Grower = """
+        (module
+          (import "env" "gate" (func $gate (param i32)))
+          (import "env" "done" (func $done (param i64)))
+          (memory 64)
+          (func (export "_start") (local $i i32) (local $x i32) (local $h i64) (local $mask i32)
+            (local.set $x (i32.const 12345))
+            (local.set $mask (i32.const 0x3FFFFC))
+            (loop $l
+              (local.set $x (i32.xor (local.get $x) (i32.shl (local.get $x) (i32.const 13))))
+              (local.set $x (i32.xor (local.get $x) (i32.shr_u (local.get $x) (i32.const 17))))
+              (local.set $x (i32.xor (local.get $x) (i32.shl (local.get $x) (i32.const 5))))
+              (i32.store (i32.and (local.get $x) (local.get $mask)) (local.get $i))
+              (if (i32.eq (local.get $i) (i32.const 50000))
+                (then
+                  (call $gate (i32.const 1))
+                  (drop (memory.grow (i32.const 64)))
+                  (local.set $mask (i32.const 0x7FFFFC))))
+              (if (i32.eq (local.get $i) (i32.const 150000)) (then (call $gate (i32.const 2))))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br_if $l (i32.lt_u (local.get $i) (i32.const 200000))))
+            (local.set $i (i32.const 0))
+            (loop $s
+              (local.set $h (i64.add (i64.mul (local.get $h) (i64.const 1099511628211)) (i64.load (local.get $i))))
+              (local.set $i (i32.add (local.get $i) (i32.const 8)))
+              (br_if $s (i32.lt_u (local.get $i) (i32.const 0x800000))))
+            (call $done (local.get $h)))
+        )
+        """;
+
     public const string Writer = """
         (module
           (import "env" "gate" (func $gate (param i32)))

@@ -492,15 +492,22 @@ internal sealed partial class WorkloadRuntime : IDisposable
     private void OnPhase(DestinationPhase phase, string? error)
     {
         Trace($"destination phase {phase}");
-        Log($"incoming migration: {phase}{(error is null ? "" : ": " + error)}");
+        if (phase != DestinationPhase.Ready) Log($"incoming migration: {phase}{(error is null ? "" : ": " + error)}");
         switch (phase)
         {
             case DestinationPhase.Receiving:
                 SetPhase(IncomingPhases.Receiving, null);
                 break;
             case DestinationPhase.Ready:
-                SetPhase(IncomingPhases.Ready, null);
                 if (hook?.At("destination", "ready", spec.Id, spec.MigrationId) is { } ready) Apply(ready, incomingStreams);
+                // The guest is frozen on the source until it hears Ready: the log line and status.json (about 2 ms
+                // here) are bookkeeping nothing depends on, so they are written off that path, and only if nothing
+                // newer (running, failed) was recorded meanwhile.
+                _ = Task.Run(() =>
+                {
+                    Log("incoming migration: Ready");
+                    Update(s => s.Incoming is { Phase: IncomingPhases.Receiving } incoming ? s with { Incoming = incoming with { Phase = IncomingPhases.Ready } } : s);
+                });
                 break;
             case DestinationPhase.Running:
                 program = arrived!.Program;

@@ -21,16 +21,32 @@ public sealed class KernelPostCopy : IPageSource, IMissingPageHandler, IDisposab
     private volatile bool running;
 
     /// <summary>
-    /// Registers <paramref name="memory"/> (at its final size) for missing-page faults. Pages earlier rounds wrote
-    /// stay as they are, except those in <paramref name="pendingBitmap"/>, which are discarded first: a newer copy is
-    /// on its way and the guest must fault on them until it lands. <paramref name="discardPending"/> false skips that
-    /// when nothing was written before (pure post-copy: the memory is untouched).
+    /// Registers <paramref name="memory"/>, untouched so far, for missing-page faults at its present size, before any
+    /// page lands: every page written from now on is installed with UFFDIO_COPY, so the server knows which pages are
+    /// here and <see cref="BeginPostCopy"/> only discards the ones a newer copy is coming for. Registering costs
+    /// milliseconds (the present-page map over the whole reservation, the handler thread); done at setup, that time is
+    /// not part of the downtime.
     /// </summary>
-    public KernelPostCopy(LinearMemory memory, byte[] pendingBitmap, bool discardPending)
+    public static KernelPostCopy RegisterEarly(LinearMemory memory) => new(memory, allowTouched: false);
+
+    /// <summary>
+    /// Registers <paramref name="memory"/> (at its final size) after earlier rounds wrote some of it as ordinary
+    /// memory (the memory grew past an early registration). Those pages stay as they are, except the ones in
+    /// <paramref name="pendingBitmap"/>, which are discarded first: a newer copy is on its way and the guest must fault
+    /// on them until it lands. <paramref name="discardPending"/> false skips that when nothing was written before.
+    /// </summary>
+    public static KernelPostCopy RegisterLate(LinearMemory memory, byte[] pendingBitmap, bool discardPending)
+    {
+        ArgumentNullException.ThrowIfNull(memory);
+        ArgumentNullException.ThrowIfNull(pendingBitmap);
+        if (discardPending) DiscardRuns(memory, pendingBitmap);
+        return new KernelPostCopy(memory, allowTouched: true);
+    }
+
+    private KernelPostCopy(LinearMemory memory, bool allowTouched)
     {
         this.memory = memory;
-        if (discardPending) DiscardRuns(memory, pendingBitmap);
-        server = new MissingPageServer(memory, this, allowTouched: true);
+        server = new MissingPageServer(memory, this, allowTouched);
     }
 
     /// <summary>
@@ -146,23 +162,32 @@ public sealed class KernelPostCopy : IPageSource, IMissingPageHandler, IDisposab
     }
 
     /// <summary>
-    /// The state arrived: pages it lists as pending are still to come (a copy from an earlier round is discarded).
+    /// The state arrived: pages it lists as pending are still to come. Copies of them from earlier rounds are
+    /// discarded (batched, see <see cref="DiscardRuns"/>) so the guest faults on them until the newer copy lands.
     /// Must be called before the guest starts.
     /// </summary>
     public void BeginPostCopy(byte[] pendingBitmap, Action<long[]> requester)
     {
+        ArgumentNullException.ThrowIfNull(pendingBitmap);
         request = requester;
         pending = pendingBitmap;
         long count = 0;
-        for (long p = 0; p < (long)pendingBitmap.Length * 8; p++)
+        byte[]? stale = null;
+        foreach (var p in BitmapPages.Of(pendingBitmap))
         {
-            if (!IsPending(p)) continue;
             if (p >= server.PageCount)
             {
                 throw new MigrationIntegrityException($"page {p} became part of memory after the destination registered it for post-copy; kernel post-copy cannot cover it");
             }
-            server.Evict(p);
             count++;
+            if (!server.IsPresent(p)) continue;
+            stale ??= new byte[pendingBitmap.Length];
+            stale[p >> 3] |= (byte)(1 << (int)(p & 7));
+        }
+        if (stale is not null)
+        {
+            DiscardRuns(memory, stale);
+            foreach (var p in BitmapPages.Of(stale)) server.MarkEvicted(p);
         }
         missing = count;
         memory.Presence = this;

@@ -238,6 +238,16 @@ public sealed unsafe class MissingPageServer : IDisposable
     }
 
     /// <summary>
+    /// Records that a present page was discarded by the caller (with MADV_DONTNEED, batched with others): its next
+    /// access faults again. Same conditions as <see cref="Evict"/>.
+    /// </summary>
+    internal void MarkEvicted(long pageIndex)
+    {
+        CheckPage(pageIndex);
+        present.MarkMissing(pageIndex);
+    }
+
+    /// <summary>
     /// Per-fault service time: from the handler reading the fault event to the page being mapped (the wake-up of the
     /// faulting thread, one more ioctl, follows). Complete for every fault whose thread has resumed.
     /// </summary>

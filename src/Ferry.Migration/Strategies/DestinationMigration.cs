@@ -105,6 +105,8 @@ public sealed class DestinationMigration
                 throw new ProtocolException("the module does not match its announced SHA-256");
             }
             enclave = createEnclave(setup, module);
+            // Memory sized (and for kernel post-copy registered with userfaultfd) now, not inside the downtime.
+            enclave.Prepare(setup.MemoryBytes);
             if (setup.Confidential)
             {
                 if (handshake is null) throw new ProtocolException("this destination cannot receive confidential workloads (no attestation handshake configured)");

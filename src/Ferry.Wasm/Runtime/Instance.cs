@@ -24,6 +24,13 @@ public sealed record InstanceOptions
     /// memory with pages before the instance exists). Must match the module's memory type.
     /// </summary>
     public LinearMemory? AdoptMemory { get; init; }
+
+    /// <summary>
+    /// Use this (all-zero) map as the absent-page map of code compiled with presence checks instead of mapping a fresh
+    /// one; it must cover the memory's whole reservation. A post-copy destination prepares it ahead of the freeze.
+    /// The instance takes ownership.
+    /// </summary>
+    public PageMap? AdoptAbsentMap { get; init; }
 }
 
 /// <summary>An instantiated module: its state, its exports, and calls into it.</summary>
@@ -170,7 +177,7 @@ public sealed class Instance
             memory = new LinearMemory(mt.Limits.Min, max, mt.Is64, options.ReserveCapBytes);
         }
         state.Memory0 = memory;
-        InstallPageMaps(compiled, state, memory);
+        InstallPageMaps(compiled, state, memory, options.AdoptAbsentMap);
 
         // Globals defined by the module, in order (initialisers may read imported globals only).
         WasmValue ReadGlobal(int index) => instance.GetGlobal(index);
@@ -259,9 +266,13 @@ public sealed class Instance
     }
 
     /// <summary>Code compiled with tracking or presence checks dereferences these maps from its first instruction.</summary>
-    private static unsafe void InstallPageMaps(CompiledModule compiled, InstanceBase state, LinearMemory? memory)
+    private static unsafe void InstallPageMaps(CompiledModule compiled, InstanceBase state, LinearMemory? memory, PageMap? absent)
     {
         if (memory is null) return;
+        if (absent is not null && (!compiled.Options.PresenceChecks || absent.Length < (long)(memory.ReservedBytes >> PageMap.PageShift)))
+        {
+            throw new ArgumentException("the adopted absent-page map must cover the memory's reservation, for code compiled with presence checks", nameof(absent));
+        }
         if (compiled.Options.DirtyTracking)
         {
             state.DirtyMap = new PageMap(memory.ReservedBytes);
@@ -269,7 +280,7 @@ public sealed class Instance
         }
         if (compiled.Options.PresenceChecks)
         {
-            state.AbsentMap = new PageMap(memory.ReservedBytes);
+            state.AbsentMap = absent ?? new PageMap(memory.ReservedBytes);
             state.AbsentPages = state.AbsentMap.Pointer;
         }
     }

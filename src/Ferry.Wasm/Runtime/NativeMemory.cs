@@ -13,6 +13,7 @@ internal static partial class Libc
     public const int MAP_NORESERVE = 0x4000;
     public const int MADV_DONTNEED = 4;
     public const int MADV_HUGEPAGE = 14;
+    public const int MADV_POPULATE_WRITE = 23;
     public static readonly nint MAP_FAILED = -1;
 
     [LibraryImport("libc", SetLastError = true)]

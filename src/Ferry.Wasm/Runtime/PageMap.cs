@@ -24,6 +24,20 @@ public sealed unsafe class PageMap : IDisposable
     public byte* Pointer { get; private set; }
     public Span<byte> Bytes(long start, int count) => new(Pointer + start, count);
 
+    /// <summary>
+    /// Maps the part of the map that covers pages [0, <paramref name="pages"/>) now (MADV_POPULATE_WRITE, Linux 5.14;
+    /// otherwise by writing a zero per OS page), so that marking them later takes no page faults. A migration
+    /// destination does this before the guest freezes on the source: on this VM each first touch of a fresh page
+    /// traps (tens of microseconds), and marking 1 GiB of pending pages touches 64 of them.
+    /// </summary>
+    public void Populate(long pages)
+    {
+        var bytes = (nuint)Math.Clamp(pages, 0, Length);
+        if (bytes == 0) return;
+        if (Libc.madvise((nint)Pointer, bytes, Libc.MADV_POPULATE_WRITE) == 0) return;
+        for (nuint i = 0; i < bytes; i += 4096) Volatile.Write(ref Pointer[i], Volatile.Read(ref Pointer[i]));
+    }
+
     /// <summary>Zeroes the whole map by handing its pages back to the kernel (they read back as zero).</summary>
     public void Clear()
     {
