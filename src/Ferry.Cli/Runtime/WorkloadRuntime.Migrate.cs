@@ -16,7 +16,7 @@ namespace Ferry.Cli.Runtime;
 internal sealed partial class WorkloadRuntime
 {
     /// <summary>Share of the downtime target pre-copy may spend on the last pages (the rest is for the switch-over).</summary>
-    private const double PreCopyShareOfTarget = 0.5;
+    private const double PreCopyShareOfTarget = 0.4;
 
     /// <summary>
     /// Source side of a migration, driven here: validates the request, runs <see cref="SourceMigration"/> through
@@ -126,7 +126,8 @@ internal sealed partial class WorkloadRuntime
             Streams = request.Streams,
             // The target bounds the whole downtime, so pre-copy leaves part of it to the switch-over that
             // follows the last pages (collect, state, destination ready, commit: 5–11 ms measured at 1 GiB on
-            // loopback under load; with 0.6 of 20 ms, kvstore's last pages took up to 13 ms and the downtime 24 ms).
+            // loopback under load, besides the last pages themselves; with 0.6 of 20 ms, kvstore's downtime
+            // reached 24 ms, with 0.5 up to 22 ms, docs/benchmarks.md).
             DowntimeTarget = TimeSpan.FromMilliseconds(request.DowntimeTargetMs * PreCopyShareOfTarget),
             MaxRounds = request.MaxRounds ?? 30,
             AutoConverge = request.AutoConverge,

@@ -26,6 +26,23 @@ public ref struct BitmapPages
 
     public static BitmapPages Of(ReadOnlySpan<byte> bitmap) => new(bitmap);
 
+    /// <summary>How many pages are set (a population count, eight bytes at a time).</summary>
+    public static long Count(ReadOnlySpan<byte> bitmap)
+    {
+        long count = 0;
+        var i = 0;
+        for (; bitmap.Length - i >= 8; i += 8) count += BitOperations.PopCount(BinaryPrimitives.ReadUInt64LittleEndian(bitmap[i..]));
+        for (; i < bitmap.Length; i++) count += BitOperations.PopCount(bitmap[i]);
+        return count;
+    }
+
+    /// <summary>The highest page set, or -1 if none is.</summary>
+    public static long Last(ReadOnlySpan<byte> bitmap)
+    {
+        var i = bitmap.LastIndexOfAnyExcept((byte)0);
+        return i < 0 ? -1 : ((long)i << 3) + 31 - BitOperations.LeadingZeroCount((uint)bitmap[i]);
+    }
+
     public readonly BitmapPages GetEnumerator() => this;
 
     public long Current { get; private set; }

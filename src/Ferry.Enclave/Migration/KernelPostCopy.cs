@@ -171,23 +171,27 @@ public sealed class KernelPostCopy : IPageSource, IMissingPageHandler, IDisposab
         ArgumentNullException.ThrowIfNull(pendingBitmap);
         request = requester;
         pending = pendingBitmap;
-        long count = 0;
-        byte[]? stale = null;
-        foreach (var p in BitmapPages.Of(pendingBitmap))
+        if (BitmapPages.Last(pendingBitmap) is var last && last >= server.PageCount)
         {
-            if (p >= server.PageCount)
-            {
-                throw new MigrationIntegrityException($"page {p} became part of memory after the destination registered it for post-copy; kernel post-copy cannot cover it");
-            }
-            count++;
-            if (!server.IsPresent(p)) continue;
-            stale ??= new byte[pendingBitmap.Length];
-            stale[p >> 3] |= (byte)(1 << (int)(p & 7));
+            throw new MigrationIntegrityException($"page {last} became part of memory after the destination registered it for post-copy; kernel post-copy cannot cover it");
         }
-        if (stale is not null)
+        var count = BitmapPages.Count(pendingBitmap);
+        if (server.MissingCount < server.PageCount)
         {
-            DiscardRuns(memory, stale);
-            foreach (var p in BitmapPages.Of(stale)) server.MarkEvicted(p);
+            // Some pages are here (a hybrid's round, or pages touched before a late registration): the pending ones
+            // among them are stale. Pure post-copy skips this pass, which costs ~10 ms at 3 GiB (a test per page).
+            byte[]? stale = null;
+            foreach (var p in BitmapPages.Of(pendingBitmap))
+            {
+                if (!server.IsPresent(p)) continue;
+                stale ??= new byte[pendingBitmap.Length];
+                stale[p >> 3] |= (byte)(1 << (int)(p & 7));
+            }
+            if (stale is not null)
+            {
+                DiscardRuns(memory, stale);
+                foreach (var p in BitmapPages.Of(stale)) server.MarkEvicted(p);
+            }
         }
         missing = count;
         memory.Presence = this;

@@ -24,18 +24,44 @@ public sealed unsafe class PostCopyPages : IMissingPageHandler
         memory = instance.Memory!;
         this.request = request;
         // The absent map starts all zero (present): mark only the pending pages, so this costs a pass over pages/8
-        // bytes while the guest is down rather than a write per page of the reservation.
+        // bytes while the guest is down rather than a write per page of the reservation. Each bitmap byte becomes
+        // eight map bytes in one store (a page at a time took ~4 ms for the 786,000 pending pages of 3 GiB).
         var absent = state.AbsentPages;
         var pages = (long)(memory.Size >> PageMap.PageShift);
-        foreach (var page in BitmapPages.Of(pendingBitmap))
+        var fullBytes = (int)Math.Min(pendingBitmap.Length, pages >> 3);
+        for (var i = 0; i < fullBytes; i++)
         {
-            if (page >= pages) break; // beyond the memory (ascending: all that follow too): nothing to wait for
-            absent[page] = 1;
+            var bits = pendingBitmap[i];
+            if (bits == 0) continue;
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(new Span<byte>(absent + ((long)i << 3), 8), ExpandBits[bits]);
+            missing += System.Numerics.BitOperations.PopCount(bits);
+        }
+        foreach (var page in BitmapPages.Of(pendingBitmap.AsSpan(fullBytes)))
+        {
+            var p = page + ((long)fullBytes << 3);
+            if (p >= pages) break; // beyond the memory (ascending: all that follow too): nothing to wait for
+            absent[p] = 1;
             missing++;
         }
         state.MissingPages = this;
         memory.Presence = this;
         if (missing == 0) Finish();
+    }
+
+    /// <summary>For each bitmap byte, the eight map bytes it stands for (bit k set → byte k is 1), as one
+    /// little-endian word.</summary>
+    private static readonly ulong[] ExpandBits = BuildExpandBits();
+
+    private static ulong[] BuildExpandBits()
+    {
+        var table = new ulong[256];
+        for (var b = 0; b < 256; b++)
+        {
+            ulong word = 0;
+            for (var k = 0; k < 8; k++) if ((b & (1 << k)) != 0) word |= 1UL << (8 * k);
+            table[b] = word;
+        }
+        return table;
     }
 
     /// <summary>Completes when every pending page has arrived.</summary>
