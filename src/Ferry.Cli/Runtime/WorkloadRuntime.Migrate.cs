@@ -320,6 +320,10 @@ internal sealed partial class WorkloadRuntime
         private readonly ulong memoryBytes;
         private readonly Channel<MigrationEvent> events = Channel.CreateBounded<MigrationEvent>(new BoundedChannelOptions(256) { FullMode = BoundedChannelFullMode.DropOldest });
         private readonly Task pump;
+        // Progress lines for the log, written by a background task: the "final" and "state" phases are reported
+        // while the guest is frozen, and a synchronous write to stderr cost about a millisecond of downtime each.
+        private readonly Channel<string> logs = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true });
+        private readonly Task logPump;
         private readonly object gate = new();
         private readonly HashSet<string> reached = [];
         private long lastSent;
@@ -335,6 +339,10 @@ internal sealed partial class WorkloadRuntime
             {
                 await foreach (var e in events.Reader.ReadAllAsync().ConfigureAwait(false)) await connection.EventAsync(e).ConfigureAwait(false);
             });
+            logPump = Task.Run(async () =>
+            {
+                await foreach (var line in logs.Reader.ReadAllAsync().ConfigureAwait(false)) Log(line);
+            });
         }
 
         public void Report(MigrationProgress p)
@@ -347,7 +355,7 @@ internal sealed partial class WorkloadRuntime
                 if (key != lastKey)
                 {
                     Trace($"progress {p.Phase} round {p.Round}");
-                    Log($"migration: {p.Phase} round {p.Round}: {p.PagesPlanned} pages");
+                    logs.Writer.TryWrite($"migration: {p.Phase} round {p.Round}: {p.PagesPlanned} pages");
                 }
                 if (key == lastKey && Stopwatch.GetElapsedTime(lastSent, now) < TimeSpan.FromMilliseconds(50)) return;
                 lastKey = key;
@@ -387,9 +395,10 @@ internal sealed partial class WorkloadRuntime
         public async Task CompleteAsync()
         {
             events.Writer.TryComplete();
+            logs.Writer.TryComplete();
             try
             {
-                await pump.WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false);
+                await Task.WhenAll(pump, logPump).WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false);
             }
             catch (TimeoutException)
             {
