@@ -203,6 +203,46 @@ public unsafe class DirtyTrackerTests
         Assert.Equal([1], Collect(again));
     }
 
+    /// <summary>
+    /// The bitmap form of the last collection (used while the guest is frozen) reports the same pages as the list
+    /// form, for both trackers (the kernel one through the interface's default), counts only bits it newly set, and
+    /// leaves the pages clean.
+    /// </summary>
+    [Fact]
+    public void The_last_collection_into_a_bitmap_reports_the_pages_the_list_would()
+    {
+        var kernelAvailable = UserfaultfdSupport.Current.CanTrackDirtyPages;
+        foreach (var kernel in kernelAvailable ? new[] { false, true } : [false])
+        {
+            var first = Wat.Instantiate(Wat.Writer, new CompileOptions { DirtyTracking = true });
+            var second = Wat.Instantiate(Wat.Writer, new CompileOptions { DirtyTracking = true });
+            using IDirtyPageTracker a = kernel ? new KernelDirtyTracker(first.Memory!) : new CompilerDirtyTracker(first.State);
+            using IDirtyPageTracker b = kernel ? new KernelDirtyTracker(second.Memory!) : new CompilerDirtyTracker(second.State);
+            a.Start();
+            b.Start();
+            foreach (var instance in new[] { first, second })
+            {
+                instance.Invoke("scatter", WasmValue.FromI32(5), WasmValue.FromI32(400));
+                instance.Invoke("fill", WasmValue.FromI32(4096 * 30 + 5), WasmValue.FromI32(1), WasmValue.FromI32(9 * 4096));
+                instance.Invoke("store64", WasmValue.FromI32(63 * 4096 - 3), WasmValue.FromI64(-1));
+            }
+            var listed = new List<long>();
+            a.CollectLast(listed);
+            var bitmap = new byte[(b.PageCount + 7) / 8];
+            bitmap[0] = 0b1000_0001; // pages 0 and 7 already pending: not counted again
+            var preset = new[] { 0L, 7L }.Count(p => listed.Contains(p));
+            var added = b.CollectLastInto(bitmap);
+
+            var fromBitmap = new List<long>();
+            foreach (var p in Ferry.Enclave.Migration.BitmapPages.Of(bitmap)) fromBitmap.Add(p);
+            Assert.Equal(listed.Union([0L, 7L]).Order(), fromBitmap);
+            Assert.Equal(listed.Count - preset, added);
+            Assert.Contains(62L, listed);
+            Assert.Contains(39L, listed);
+            Assert.Throws<ArgumentException>(() => b.CollectLastInto(new byte[1]));
+        }
+    }
+
     [Fact]
     public void Compiler_tracker_refuses_a_module_compiled_without_tracking()
     {

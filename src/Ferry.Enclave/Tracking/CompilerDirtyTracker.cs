@@ -71,6 +71,64 @@ public sealed unsafe class CompilerDirtyTracker : IDirtyPageTracker
         return n;
     }
 
+    /// <summary>
+    /// The last collection straight into a page bitmap: each 8-byte word of the map becomes one bitmap byte, clean
+    /// 128-byte stretches are skipped with vector loads. No list, so ~290,000 written pages (kvstore, hybrid at
+    /// 3 GiB) no longer cost ~20 ms inside the downtime.
+    /// </summary>
+    public long CollectLastInto(Span<byte> bitmap)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        if (!started) throw new InvalidOperationException("Collect before Start (or after Stop)");
+        var limit = Math.Min((long)((memory.Size + 4095) >> 12), map.Length);
+        if ((long)bitmap.Length * 8 < limit) throw new ArgumentException($"the bitmap covers {(long)bitmap.Length * 8} pages, the memory {limit}", nameof(bitmap));
+        var m = map.Pointer;
+        long added = 0;
+        long i = 0;
+        for (; i + 128 <= limit; i += 128)
+        {
+            var p = m + i;
+            if (Vector128.IsHardwareAccelerated
+                && (Vector128.Load(p) | Vector128.Load(p + 16) | Vector128.Load(p + 32) | Vector128.Load(p + 48)
+                    | Vector128.Load(p + 64) | Vector128.Load(p + 80) | Vector128.Load(p + 96) | Vector128.Load(p + 112)) == Vector128<byte>.Zero)
+            {
+                continue;
+            }
+            for (var w = 0; w < 128; w += 8) added += TakeWordInto(m, i + w, bitmap);
+        }
+        for (; i + 8 <= limit; i += 8) added += TakeWordInto(m, i, bitmap);
+        for (; i < limit; i++)
+        {
+            if (m[i] == 0 || Interlocked.Exchange(ref m[i], 0) == 0) continue;
+            ref var b = ref bitmap[(int)(i >> 3)];
+            var bit = (byte)(1 << (int)(i & 7));
+            if ((b & bit) == 0) added++;
+            b |= bit;
+        }
+        Interlocked.MemoryBarrier();
+        return added;
+    }
+
+    /// <summary>Takes the 8 marks of one map word as the bits of one bitmap byte; returns how many bits were new.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int TakeWordInto(byte* map, long offset, Span<byte> bitmap)
+    {
+        ref var word = ref *(ulong*)(map + offset);
+        if (Volatile.Read(ref word) == 0) return 0;
+        var marks = Interlocked.Exchange(ref word, 0UL);
+        // Low bit of each byte = "any bit of that byte set" (a mark is normally 1), then the eight low bits packed
+        // into one byte: byte k of the word (page offset + k, little-endian) becomes bit k.
+        marks |= marks >> 1;
+        marks |= marks >> 2;
+        marks |= marks >> 4;
+        marks &= 0x0101010101010101UL;
+        var bits = (byte)((marks * 0x0102040810204080UL) >> 56);
+        ref var b = ref bitmap[(int)(offset >> 3)];
+        var added = System.Numerics.BitOperations.PopCount((uint)(bits & ~b));
+        b |= bits;
+        return added;
+    }
+
     public void Stop() => started = false;
 
     public void Dispose()

@@ -41,6 +41,28 @@ public interface IDirtyPageTracker : IDisposable
     /// </summary>
     int CollectLast(List<long> pages) => Collect(pages);
 
+    /// <summary>
+    /// <see cref="CollectLast"/> into a page bitmap (bit b of byte i is page 8i + b, the state record's format): sets
+    /// the bits of the pages written and returns how many were not set yet. A list of every written page costs tens
+    /// of milliseconds inside the downtime when a post-copy or hybrid guest wrote a few hundred thousand.
+    /// </summary>
+    /// <exception cref="ArgumentException">The bitmap is shorter than <see cref="PageCount"/> pages.</exception>
+    long CollectLastInto(Span<byte> bitmap)
+    {
+        if ((long)bitmap.Length * 8 < PageCount) throw new ArgumentException($"the bitmap covers {(long)bitmap.Length * 8} pages, the memory {PageCount}", nameof(bitmap));
+        var pages = new List<long>();
+        CollectLast(pages);
+        long added = 0;
+        foreach (var p in pages)
+        {
+            ref var b = ref bitmap[(int)(p >> 3)];
+            var bit = (byte)(1 << (int)(p & 7));
+            if ((b & bit) == 0) added++;
+            b |= bit;
+        }
+        return added;
+    }
+
     /// <summary>Ends tracking (Collect then throws); the memory keeps working at full speed. Idempotent.</summary>
     void Stop();
 }

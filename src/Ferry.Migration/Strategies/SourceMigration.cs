@@ -183,11 +183,8 @@ public sealed class SourceMigration
                     enclave.NonZeroPages(nonZero);
                     pending = PageBitmap.Of(nonZero, enclave.PageCount);
                     freeze = await FreezeAsync().ConfigureAwait(false);
-                    var written = new List<long>();
-                    tracker.CollectLast(written);
                     pending = PageBitmap.Grow(pending, enclave.PageCount); // the guest may have grown its memory meanwhile
-                    PageBitmap.Add(pending, written);
-                    pendingCountHint = nonZero.Count + written.Count;
+                    pendingCountHint = nonZero.Count + (int)tracker.CollectLastInto(pending);
                 }
                 else
                 {
@@ -247,11 +244,8 @@ public sealed class SourceMigration
                 freeze = await FreezeAsync().ConfigureAwait(false);
                 // Pages left from the last estimate plus those written since. The guest is frozen: a bitmap, not a
                 // hash set and a sort (hybrid at 3 GiB has ~330,000 pages here: tens of milliseconds of downtime).
-                var written = new List<long>();
-                tracker.CollectLast(written);
                 var union = PageBitmap.Of(dirty, enclave.PageCount);
-                PageBitmap.Add(union, written);
-                pendingCountHint = dirty.Count + written.Count;
+                pendingCountHint = dirty.Count + (int)tracker.CollectLastInto(union);
                 if (strategy == Strategy.Hybrid)
                 {
                     pending = union;
