@@ -109,6 +109,40 @@ public sealed class EpochStoreTests : IDisposable
         Assert.Equal(20ul, stores[0].LastAccepted(workload));
     }
 
+    /// <summary>
+    /// A staged epoch (written while a migration's destination gets ready) accepts nothing until its commit, which
+    /// still refuses an epoch that is no longer newer (another copy committed first: a fork); an abandoned one leaves
+    /// no file.
+    /// </summary>
+    [Fact]
+    public void A_staged_epoch_is_accepted_only_at_its_commit_and_only_if_still_newer()
+    {
+        var store = new EpochStore(fleet.Host("a"), fleet.StateDir("a"));
+        Assert.True(store.TryAccept(workload, 1));
+
+        using (var staged = store.Stage(workload, 2))
+        {
+            Assert.Equal(1ul, store.LastAccepted(workload));
+            Assert.True(staged.Commit());
+        }
+        Assert.Equal(2ul, new EpochStore(fleet.Host("a"), fleet.StateDir("a")).LastAccepted(workload));
+
+        // Two copies of epoch 3 staged (a fork attempt): the first commit wins, the second is refused.
+        using var first = store.Stage(workload, 3);
+        using var second = new EpochStore(fleet.Host("a"), fleet.StateDir("a")).Stage(workload, 3);
+        Assert.True(first.Commit());
+        Assert.False(second.Commit());
+        Assert.Equal(3ul, store.LastAccepted(workload));
+
+        // Abandoned: nothing accepted, no staged file left.
+        using (store.Stage(workload, 9))
+        {
+        }
+        Assert.Equal(3ul, store.LastAccepted(workload));
+        Assert.Empty(Directory.GetFiles(store.Directory, "*.staged-*"));
+        Assert.True(store.TryAccept(workload, 4));
+    }
+
     [Fact]
     public async Task An_accept_waits_for_the_lock_another_process_holds()
     {

@@ -142,8 +142,14 @@ internal sealed class ConfidentialHost : IDisposable
 /// The destination's anti-rollback check: the state must carry this workload's identity (same measurement) and an
 /// epoch newer than any this host accepted for it; the epoch is recorded at the commit.
 /// </summary>
-internal sealed class EpochAdmission(IEpochStore store, byte[] measurement) : IStateAdmission
+internal sealed class EpochAdmission(IEpochStore store, byte[] measurement) : IStateAdmission, IDisposable
 {
+    // The epoch record is sealed, written and flushed in the background from the admission on, while the destination
+    // builds the guest and the Ready/Commit exchange crosses the network; the commit then only re-checks and renames
+    // it. Done at the commit, the fsync was the one systematic cost of a sealed migration's downtime (commit 2.2 ms
+    // against 0.6 ms plain, docs/benchmarks.md).
+    private Task<IStagedEpoch>? staging;
+
     public WorkloadIdentity? Identity { get; private set; }
     public ulong Epoch { get; private set; }
 
@@ -157,13 +163,28 @@ internal sealed class EpochAdmission(IEpochStore store, byte[] measurement) : IS
         {
             throw new MigrationIntegrityException($"stale epoch: this host already accepted epoch {last} of workload {identity}, the state carries {state.Epoch} (rollback or fork refused)");
         }
+        Dispose();
+        var epoch = state.Epoch;
+        staging = Task.Run(() => store.Stage(identity, epoch));
         Identity = identity;
-        Epoch = state.Epoch;
+        Epoch = epoch;
     }
 
     public void Commit()
     {
         var identity = Identity ?? throw new InvalidOperationException("no state was admitted");
-        if (!store.TryAccept(identity, Epoch)) throw new MigrationIntegrityException($"stale epoch {Epoch} of workload {identity} at commit (rollback or fork refused)");
+        var staged = staging!.GetAwaiter().GetResult(); // an epoch store failure surfaces here, before the guest starts
+        if (!staged.Commit()) throw new MigrationIntegrityException($"stale epoch {Epoch} of workload {identity} at commit (rollback or fork refused)");
+    }
+
+    /// <summary>An admission that never committed accepts nothing: its staged record is deleted once written.</summary>
+    public void Dispose()
+    {
+        var pending = staging;
+        staging = null;
+        _ = pending?.ContinueWith(t =>
+        {
+            if (t.IsCompletedSuccessfully) t.Result.Dispose();
+        }, TaskScheduler.Default);
     }
 }

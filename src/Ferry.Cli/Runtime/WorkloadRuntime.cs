@@ -322,6 +322,7 @@ internal sealed partial class WorkloadRuntime : IDisposable
         }
         catch (Exception e)
         {
+            incomingAdmission?.Dispose(); // its staged epoch record, if any, accepts nothing
             Log($"incoming migration {migrationId} failed: {e.Message}");
             Update(s => s with
             {

@@ -56,6 +56,30 @@ public interface IEpochStore
 
     /// <summary>Atomically: if <paramref name="epoch"/> is newer than the last accepted one (or none was), record it and return true; otherwise false.</summary>
     bool TryAccept(WorkloadIdentity identity, ulong epoch);
+
+    /// <summary>
+    /// Prepares <see cref="TryAccept"/> ahead of the moment it must happen (a migration's commit, inside the
+    /// downtime): whatever does not change what is accepted — sealing the record, writing and flushing it — is done
+    /// now; <see cref="IStagedEpoch.Commit"/> then only re-checks and publishes it. Until then nothing is accepted.
+    /// </summary>
+    IStagedEpoch Stage(WorkloadIdentity identity, ulong epoch) => new UnstagedEpoch(this, identity, epoch);
+}
+
+/// <summary>An epoch prepared by <see cref="IEpochStore.Stage"/>. Disposing it without a commit accepts nothing.</summary>
+public interface IStagedEpoch : IDisposable
+{
+    /// <summary>Accepts the epoch if it is still newer than the last accepted one; false if not (fork or rollback).</summary>
+    bool Commit();
+}
+
+/// <summary>Stores without a cheaper two-step accept: the commit is the whole <see cref="IEpochStore.TryAccept"/>.</summary>
+internal sealed class UnstagedEpoch(IEpochStore store, WorkloadIdentity identity, ulong epoch) : IStagedEpoch
+{
+    public bool Commit() => store.TryAccept(identity, epoch);
+
+    public void Dispose()
+    {
+    }
 }
 
 /// <summary>
@@ -103,6 +127,89 @@ public sealed class EpochStore : IEpochStore
         }
     }
 
+    /// <summary>
+    /// Seals the record of <paramref name="epoch"/> and writes it, flushed to disk, to a staged file beside the epoch
+    /// file; the commit re-reads the epoch file under the lock and renames the staged file over it (what
+    /// <see cref="TryAccept"/> does after its own write). Staged files a crash left behind are removed after ten
+    /// minutes; one accepts nothing.
+    /// </summary>
+    public IStagedEpoch Stage(WorkloadIdentity identity, ulong epoch)
+    {
+        ArgumentNullException.ThrowIfNull(identity);
+        var path = PathOf(identity);
+        RemoveAbandonedStages(identity);
+        var staged = path + ".staged-" + Guid.NewGuid().ToString("N");
+        WriteFile(path, staged, identity, epoch);
+        return new StagedEpoch(this, identity, epoch, staged);
+    }
+
+    private void RemoveAbandonedStages(WorkloadIdentity identity)
+    {
+        try
+        {
+            if (!System.IO.Directory.Exists(Directory)) return;
+            foreach (var f in System.IO.Directory.EnumerateFiles(Directory, Path.GetFileName(PathOf(identity)) + ".staged-*"))
+            {
+                if (DateTime.UtcNow - File.GetLastWriteTimeUtc(f) > TimeSpan.FromMinutes(10)) File.Delete(f);
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Only tidying: a leftover staged file accepts nothing.
+        }
+    }
+
+    private sealed class StagedEpoch(EpochStore store, WorkloadIdentity identity, ulong epoch, string staged) : IStagedEpoch
+    {
+        private bool done;
+
+        public bool Commit()
+        {
+            ObjectDisposedException.ThrowIf(done, this);
+            done = true;
+            lock (ProcessLock)
+            {
+                using var fileLock = store.AcquireFileLock();
+                var last = store.Read(identity);
+                if (last.HasValue && epoch <= last.Value)
+                {
+                    Delete(staged);
+                    return false;
+                }
+                var path = store.PathOf(identity);
+                try
+                {
+                    File.Move(staged, path, overwrite: true);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    Delete(staged);
+                    throw new EpochStoreException($"cannot write epoch file {path}: {e.Message}", e);
+                }
+                return true;
+            }
+        }
+
+        public void Dispose()
+        {
+            if (done) return;
+            done = true;
+            Delete(staged);
+        }
+
+        private static void Delete(string file)
+        {
+            try
+            {
+                File.Delete(file);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // A leftover staged file accepts nothing; Stage removes old ones.
+            }
+        }
+    }
+
     private static byte[] Aad(WorkloadIdentity identity) => [.. "FERRY-EPOCH-V1"u8, .. identity.Key];
 
     private ulong? Read(WorkloadIdentity identity)
@@ -143,20 +250,10 @@ public sealed class EpochStore : IEpochStore
     private void Write(WorkloadIdentity identity, ulong epoch)
     {
         var path = PathOf(identity);
-        var plain = new byte[4 + 2 + 32 + 8];
-        Magic.CopyTo(plain);
-        BinaryPrimitives.WriteUInt16LittleEndian(plain.AsSpan(4), Version);
-        identity.Key.CopyTo(plain.AsSpan(6));
-        BinaryPrimitives.WriteUInt64LittleEndian(plain.AsSpan(38), epoch);
-        var blob = tee.SealToPlatform(plain, Aad(identity));
         var tmp = path + ".tmp-" + Guid.NewGuid().ToString("N");
+        WriteFile(path, tmp, identity, epoch);
         try
         {
-            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
-            {
-                fs.Write(blob);
-                fs.Flush(flushToDisk: true);
-            }
             File.Move(tmp, path, overwrite: true);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -173,7 +270,37 @@ public sealed class EpochStore : IEpochStore
         }
     }
 
-    private FileStream AcquireFileLock()
+    /// <summary>Writes the sealed record of <paramref name="epoch"/> to <paramref name="file"/>, flushed to disk.</summary>
+    private void WriteFile(string path, string file, WorkloadIdentity identity, ulong epoch)
+    {
+        var plain = new byte[4 + 2 + 32 + 8];
+        Magic.CopyTo(plain);
+        BinaryPrimitives.WriteUInt16LittleEndian(plain.AsSpan(4), Version);
+        identity.Key.CopyTo(plain.AsSpan(6));
+        BinaryPrimitives.WriteUInt64LittleEndian(plain.AsSpan(38), epoch);
+        var blob = tee.SealToPlatform(plain, Aad(identity));
+        try
+        {
+            EnsureDirectory();
+            using var fs = new FileStream(file, FileMode.CreateNew, FileAccess.Write, FileShare.None);
+            fs.Write(blob);
+            fs.Flush(flushToDisk: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            try
+            {
+                File.Delete(file);
+            }
+            catch (Exception cleanup) when (cleanup is IOException or UnauthorizedAccessException)
+            {
+                // the temporary file is harmless
+            }
+            throw new EpochStoreException($"cannot write epoch file {path}: {e.Message}", e);
+        }
+    }
+
+    private void EnsureDirectory()
     {
         try
         {
@@ -184,6 +311,11 @@ public sealed class EpochStore : IEpochStore
         {
             throw new EpochStoreException($"cannot create epoch directory {Directory}: {e.Message}", e);
         }
+    }
+
+    private FileStream AcquireFileLock()
+    {
+        EnsureDirectory();
         var lockPath = Path.Combine(Directory, ".lock");
         var deadline = Environment.TickCount64 + 10_000;
         while (true)
