@@ -137,11 +137,13 @@ internal sealed partial class WorkloadRuntime : IDisposable
     /// <summary>Waits for the guest to end and reports how; returns the process exit code.</summary>
     private int RunToEnd()
     {
+        // status.json's memory size (what `ferry ps` shows) follows the guest within a quarter of a second; checking
+        // is one read, and the file is written only when the size changed.
         using var memoryWatch = new Timer(_ =>
         {
             var size = MemoryBytes;
             if (size != Volatile.Read(ref status).MemoryBytes) Update(s => s with { MemoryBytes = size });
-        }, null, 1000, 1000);
+        }, null, 250, 250);
         var end = program!.Completion.GetAwaiter().GetResult();
         var code = end.ExitCode;
         switch (end.Kind)
