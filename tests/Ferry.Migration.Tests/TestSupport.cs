@@ -134,11 +134,15 @@ public static class Programs
     /// Writes pseudo-random pages of a 4 MiB memory, passing gate 1 (where the test starts migrating and lets it
     /// go on) and gate 2 (closed on the source), and reports a checksum of memory.
     /// </summary>
+    public static readonly string Writer = WriterProgram(grow: false);
+
     /// <summary>
-    /// Like <see cref="Writer"/>, but after gate 1 it grows its memory from 4 to 8 MiB and stores to random words of
-    /// all of it; the hash covers the 8 MiB. A guest whose memory is larger at the freeze than at the setup.
+    /// <see cref="Writer"/>, but past gate 1 it grows its memory from 4 to 8 MiB and stores to random words of all
+    /// of it; the hash covers the 8 MiB. A guest whose memory is larger at the freeze than at the setup.
     /// </summary>
-    public const string Grower = """
+    public static readonly string Grower = WriterProgram(grow: true);
+
+    private static string WriterProgram(bool grow) => """
         (module
           (import "env" "gate" (func $gate (param i32)))
           (import "env" "done" (func $done (param i64)))
@@ -151,11 +155,7 @@ public static class Programs
               (local.set $x (i32.xor (local.get $x) (i32.shr_u (local.get $x) (i32.const 17))))
               (local.set $x (i32.xor (local.get $x) (i32.shl (local.get $x) (i32.const 5))))
               (i32.store (i32.and (local.get $x) (local.get $mask)) (local.get $i))
-              (if (i32.eq (local.get $i) (i32.const 50000))
-                (then
-                  (call $gate (i32.const 1))
-                  (drop (memory.grow (i32.const 64)))
-                  (local.set $mask (i32.const 0x7FFFFC))))
+              (if (i32.eq (local.get $i) (i32.const 50000)) (then (call $gate (i32.const 1)) GROW))
               (if (i32.eq (local.get $i) (i32.const 150000)) (then (call $gate (i32.const 2))))
               (local.set $i (i32.add (local.get $i) (i32.const 1)))
               (br_if $l (i32.lt_u (local.get $i) (i32.const 200000))))
@@ -163,35 +163,10 @@ public static class Programs
             (loop $s
               (local.set $h (i64.add (i64.mul (local.get $h) (i64.const 1099511628211)) (i64.load (local.get $i))))
               (local.set $i (i32.add (local.get $i) (i32.const 8)))
-              (br_if $s (i32.lt_u (local.get $i) (i32.const 0x800000))))
+              (br_if $s (i32.lt_u (local.get $i) (i32.add (local.get $mask) (i32.const 4)))))
             (call $done (local.get $h)))
         )
-        """;
-
-    public const string Writer = """
-        (module
-          (import "env" "gate" (func $gate (param i32)))
-          (import "env" "done" (func $done (param i64)))
-          (memory 64)
-          (func (export "_start") (local $i i32) (local $x i32) (local $h i64)
-            (local.set $x (i32.const 12345))
-            (loop $l
-              (local.set $x (i32.xor (local.get $x) (i32.shl (local.get $x) (i32.const 13))))
-              (local.set $x (i32.xor (local.get $x) (i32.shr_u (local.get $x) (i32.const 17))))
-              (local.set $x (i32.xor (local.get $x) (i32.shl (local.get $x) (i32.const 5))))
-              (i32.store (i32.and (local.get $x) (i32.const 0x3FFFFC)) (local.get $i))
-              (if (i32.eq (local.get $i) (i32.const 50000)) (then (call $gate (i32.const 1))))
-              (if (i32.eq (local.get $i) (i32.const 150000)) (then (call $gate (i32.const 2))))
-              (local.set $i (i32.add (local.get $i) (i32.const 1)))
-              (br_if $l (i32.lt_u (local.get $i) (i32.const 200000))))
-            (local.set $i (i32.const 0))
-            (loop $s
-              (local.set $h (i64.add (i64.mul (local.get $h) (i64.const 1099511628211)) (i64.load (local.get $i))))
-              (local.set $i (i32.add (local.get $i) (i32.const 8)))
-              (br_if $s (i32.lt_u (local.get $i) (i32.const 0x400000))))
-            (call $done (local.get $h)))
-        )
-        """;
+        """.Replace("GROW", grow ? "(drop (memory.grow (i32.const 64))) (local.set $mask (i32.const 0x7FFFFC))" : "", StringComparison.Ordinal);
 }
 
 /// <summary>

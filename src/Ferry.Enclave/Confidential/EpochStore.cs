@@ -173,19 +173,10 @@ public sealed class EpochStore : IEpochStore
                 var last = store.Read(identity);
                 if (last.HasValue && epoch <= last.Value)
                 {
-                    Delete(staged);
+                    TryDelete(staged);
                     return false;
                 }
-                var path = store.PathOf(identity);
-                try
-                {
-                    File.Move(staged, path, overwrite: true);
-                }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-                {
-                    Delete(staged);
-                    throw new EpochStoreException($"cannot write epoch file {path}: {e.Message}", e);
-                }
+                MoveOver(staged, store.PathOf(identity));
                 return true;
             }
         }
@@ -194,19 +185,7 @@ public sealed class EpochStore : IEpochStore
         {
             if (done) return;
             done = true;
-            Delete(staged);
-        }
-
-        private static void Delete(string file)
-        {
-            try
-            {
-                File.Delete(file);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                // A leftover staged file accepts nothing; Stage removes old ones.
-            }
+            TryDelete(staged);
         }
     }
 
@@ -252,21 +231,33 @@ public sealed class EpochStore : IEpochStore
         var path = PathOf(identity);
         var tmp = path + ".tmp-" + Guid.NewGuid().ToString("N");
         WriteFile(path, tmp, identity, epoch);
+        MoveOver(tmp, path);
+    }
+
+    /// <summary>Publishes a written record: renames <paramref name="file"/> over the epoch file <paramref name="path"/>.</summary>
+    private static void MoveOver(string file, string path)
+    {
         try
         {
-            File.Move(tmp, path, overwrite: true);
+            File.Move(file, path, overwrite: true);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            try
-            {
-                File.Delete(tmp);
-            }
-            catch (Exception cleanup) when (cleanup is IOException or UnauthorizedAccessException)
-            {
-                // the temporary file is harmless
-            }
+            TryDelete(file);
             throw new EpochStoreException($"cannot write epoch file {path}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Removes a temporary or staged record; one left behind is harmless (it accepts nothing).</summary>
+    private static void TryDelete(string file)
+    {
+        try
+        {
+            File.Delete(file);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // harmless, see above; Stage removes old staged files
         }
     }
 
@@ -288,14 +279,7 @@ public sealed class EpochStore : IEpochStore
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            try
-            {
-                File.Delete(file);
-            }
-            catch (Exception cleanup) when (cleanup is IOException or UnauthorizedAccessException)
-            {
-                // the temporary file is harmless
-            }
+            TryDelete(file);
             throw new EpochStoreException($"cannot write epoch file {path}: {e.Message}", e);
         }
     }

@@ -61,7 +61,7 @@ public sealed unsafe class MissingPageServer : IDisposable
     /// <summary>
     /// Like the public constructor; with <paramref name="allowTouched"/> pages already populated are accepted: they
     /// never fault, count as missing in <see cref="Present"/> until an install finds them (EEXIST), and must not be
-    /// passed to <see cref="Evict"/> (discard them before registering instead). Used when earlier rounds filled part
+    /// passed to <see cref="MarkEvicted"/> (discard them before registering instead). Used when earlier rounds filled part
     /// of the memory before the final size was known (hybrid migration).
     /// </summary>
     internal MissingPageServer(LinearMemory destination, IPageSource source, bool allowTouched)
@@ -226,20 +226,9 @@ public sealed unsafe class MissingPageServer : IDisposable
     }
 
     /// <summary>
-    /// Discards a present page so that its next access faults again (a newer version is on its way). Only while no
-    /// thread runs on the destination: an access racing with the discard could see a zero page.
-    /// </summary>
-    public void Evict(long pageIndex)
-    {
-        CheckPage(pageIndex);
-        if (!present.IsPresent(pageIndex)) return;
-        if (madvise(PageAddress(pageIndex), PageSize, MADV_DONTNEED) != 0) throw new TrackingException($"madvise(MADV_DONTNEED) of page {pageIndex}", Errno);
-        present.MarkMissing(pageIndex);
-    }
-
-    /// <summary>
-    /// Records that a present page was discarded by the caller (with MADV_DONTNEED, batched with others): its next
-    /// access faults again. Same conditions as <see cref="Evict"/>.
+    /// Records that the caller discarded a present page (MADV_DONTNEED, batched with others: see
+    /// <c>KernelPostCopy.DiscardRuns</c>) so that its next access faults again (a newer version is on its way). Only
+    /// while no thread runs on the destination: an access racing with the discard could see a zero page.
     /// </summary>
     internal void MarkEvicted(long pageIndex)
     {
