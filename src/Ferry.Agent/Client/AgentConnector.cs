@@ -54,11 +54,13 @@ public sealed class AgentConnector : IMigrationConnector
     {
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         cts.CancelAfter(ConnectTimeout);
+        Trace?.Invoke("preparing the destination");
         using (var agent = new AgentClient(destination, ConnectTimeout))
         {
             await agent.PrepareAsync(template with { MigrationId = migrationId.ToString(), Streams = streams }, cts.Token).ConfigureAwait(false);
         }
         MigrationId = migrationId;
+        Trace?.Invoke("destination prepared");
         Prepared?.Invoke(migrationId);
         var opening = new Task<Stream>[streams];
         for (var i = 0; i < streams; i++) opening[i] = OpenAsync(migrationId, i, cts.Token);
@@ -73,6 +75,7 @@ public sealed class AgentConnector : IMigrationConnector
         }
         var result = opening.Select(t => t.Result).ToArray();
         result[0] = new ControlObserver(result[0], this, migrationId);
+        Trace?.Invoke("streams open");
         if (BeforeTransfer is { } before) await before().ConfigureAwait(false);
         Apply(hook?.Invoke("setup", migrationId));
         return result;

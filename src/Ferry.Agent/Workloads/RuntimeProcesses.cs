@@ -40,8 +40,9 @@ public static class RuntimeProcesses
     }
 
     /// <summary>
-    /// Is <paramref name="pid"/> a live runtime of <paramref name="dir"/>? (Its command line names the directory;
-    /// this guards against pid reuse. A zombie has an empty command line.)
+    /// Is <paramref name="pid"/> a live runtime of <paramref name="dir"/>? (Its command line names the directory, or the
+    /// standby directory it was started in, see <see cref="StandbyRuntime"/>; this guards against pid reuse. A zombie
+    /// has an empty command line.)
     /// </summary>
     public static bool IsAlive(int pid, WorkloadDirectory dir)
     {
@@ -51,7 +52,7 @@ public static class RuntimeProcesses
             var cmdline = File.ReadAllBytes($"/proc/{pid}/cmdline");
             if (cmdline.Length == 0) return false;
             var args = System.Text.Encoding.UTF8.GetString(cmdline).Split('\0');
-            return args.Contains("runtime") && args.Contains(dir.Path);
+            return args.Contains("runtime") && (args.Contains(dir.Path) || args.Contains(dir.RuntimeStartedIn()));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

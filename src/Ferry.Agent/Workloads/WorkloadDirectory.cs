@@ -25,6 +25,25 @@ public sealed class WorkloadDirectory(string path)
     /// <summary>Restore mode: the uploaded checkpoint the runtime continues from.</summary>
     public string RestoreSource => Combine("restore.ferry");
 
+    /// <summary>
+    /// A runtime that was started as a standby under another directory and then adopted for this workload names that
+    /// directory here: its command line still shows the directory it was started with.
+    /// </summary>
+    public const string StartedAsFile = "runtime-dir";
+
+    /// <summary>The directory this workload's runtime was started with (see <see cref="StartedAsFile"/>).</summary>
+    public string RuntimeStartedIn()
+    {
+        try
+        {
+            return File.ReadAllText(Combine(StartedAsFile)).Trim();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return Path;
+        }
+    }
+
     private string Combine(string name) => System.IO.Path.Combine(Path, name);
 
     public WorkloadSpec ReadSpec() => Read(SpecFile, AgentJson.Default.WorkloadSpec)

@@ -24,6 +24,8 @@ public sealed record AgentOptions
     public TimeSpan StartTimeout { get; init; } = TimeSpan.FromSeconds(60);
     /// <summary>The fleet trust file confidential runtimes attest against (default STATE/trust.json).</summary>
     public string? TrustFile { get; init; }
+    /// <summary>Keep one runtime process started and warmed up for the next incoming migration (see <see cref="StandbyRuntime"/>).</summary>
+    public bool Standby { get; init; } = true;
 
     /// <summary>The trust file in effect.</summary>
     public string EffectiveTrustFile => TrustFile ?? Path.Combine(StateDir, "trust.json");
@@ -43,6 +45,7 @@ public sealed partial class WorkloadManager : IDisposable
     private readonly Dictionary<string, Entry> entries = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource stopping = new();
     private readonly Task monitor;
+    private readonly StandbyRuntime? standby;
 
     private sealed class Entry(WorkloadDirectory dir, WorkloadSpec spec)
     {
@@ -64,8 +67,16 @@ public sealed partial class WorkloadManager : IDisposable
             throw new ArgumentException($"the state dir {options.StateDir} is too deep: workload sockets under it would exceed the {MaxSocketPath}-byte Unix socket path limit; use a shorter path");
         }
         Adopt();
+        if (options.Standby)
+        {
+            standby = new StandbyRuntime(options.StateDir, options.FerryCommand, RuntimeEnvironment());
+            standby.EnsureStarted();
+        }
         monitor = Task.Run(() => MonitorAsync(stopping.Token));
     }
+
+    /// <summary>The standby runtime's pid, if the agent keeps one and it is up.</summary>
+    public int? StandbyPid => standby?.Pid;
 
     public string Name => options.Name;
     public string StateDir => options.StateDir;
@@ -132,6 +143,12 @@ public sealed partial class WorkloadManager : IDisposable
                 if (e.Spec.Mode != "incoming" || Alive(e)) continue;
                 if (!TookOver(e.Dir.ReadStatus())) Archive(e);
             }
+            // A new standby after one was adopted, but not while that migration is still arriving: starting a .NET
+            // process and its warm-up would take CPU from it.
+            if (standby is not null && !Array.Exists(all, e => e.Spec.Mode == "incoming" && Alive(e) && !TookOver(e.Dir.ReadStatus())))
+            {
+                standby.EnsureStarted();
+            }
         }
     }
 
@@ -148,6 +165,7 @@ public sealed partial class WorkloadManager : IDisposable
             if (entries.TryGetValue(e.Spec.Id, out var current) && current == e) entries.Remove(e.Spec.Id);
         }
         if (!Directory.Exists(e.Dir.Path)) return;
+        StandbyRuntime.RemoveLink(e.Dir);
         var target = Path.Combine(HistoryRoot, $"{e.Spec.Id}-{DateTime.UtcNow:yyyyMMddHHmmssfff}-{RandomNumberGenerator.GetHexString(4, true)}");
         try
         {
@@ -241,15 +259,17 @@ public sealed partial class WorkloadManager : IDisposable
 
     private void StartRuntime(Entry entry, string mode)
     {
-        var child = RuntimeProcesses.Start(options.FerryCommand, mode, entry.Dir, new Dictionary<string, string>
-        {
-            [RuntimeProcesses.StateDirVariable] = options.StateDir,
-            [RuntimeProcesses.TrustFileVariable] = options.EffectiveTrustFile,
-            [RuntimeProcesses.AgentNameVariable] = options.Name,
-        });
+        var child = RuntimeProcesses.Start(options.FerryCommand, mode, entry.Dir, RuntimeEnvironment());
         entry.Child = child;
         entry.Pid = child.Id;
     }
+
+    private Dictionary<string, string> RuntimeEnvironment() => new()
+    {
+        [RuntimeProcesses.StateDirVariable] = options.StateDir,
+        [RuntimeProcesses.TrustFileVariable] = options.EffectiveTrustFile,
+        [RuntimeProcesses.AgentNameVariable] = options.Name,
+    };
 
     /// <summary>Waits (bounded) until the runtime's status satisfies <paramref name="done"/>, or the runtime dies.</summary>
     private async Task<WorkloadStatus?> WaitForStatusAsync(Entry entry, Func<WorkloadStatus?, bool> done, CancellationToken ct)
@@ -571,7 +591,6 @@ public sealed partial class WorkloadManager : IDisposable
         }
         var dir = new WorkloadDirectory(Path.Combine(WorkloadsRoot, request.WorkloadId));
         if (Directory.Exists(dir.Path)) Archive(new Entry(dir, new WorkloadSpec { Id = request.WorkloadId, Name = request.Name, Mode = "incoming" }));
-        Directory.CreateDirectory(dir.Path);
         var spec = new WorkloadSpec
         {
             Id = request.WorkloadId,
@@ -582,10 +601,19 @@ public sealed partial class WorkloadManager : IDisposable
             From = request.From,
             CreatedAt = DateTimeOffset.UtcNow,
         };
-        dir.WriteSpec(spec);
-        WriteMigrationIndex(request.MigrationId, request.WorkloadId, dir.Path);
         var entry = new Entry(dir, spec);
-        StartRuntime(entry, "incoming");
+        if (standby?.TryAdopt(dir, spec) is { } adopted)
+        {
+            entry.Child = adopted;
+            entry.Pid = adopted.Id;
+        }
+        else
+        {
+            Directory.CreateDirectory(dir.Path);
+            dir.WriteSpec(spec);
+            StartRuntime(entry, "incoming");
+        }
+        WriteMigrationIndex(request.MigrationId, request.WorkloadId, dir.Path);
         lock (gate) entries[request.WorkloadId] = entry;
         var status = await WaitForStatusAsync(entry, s => s is not null, ct).ConfigureAwait(false);
         if (status!.State != WorkloadStates.Incoming) throw new AgentRequestException(500, $"the incoming runtime did not start: {status.Message}");
@@ -683,6 +711,7 @@ public sealed partial class WorkloadManager : IDisposable
 
     public void Dispose()
     {
+        standby?.Dispose();
         stopping.Cancel();
         try
         {

@@ -3,7 +3,7 @@ using System.CommandLine;
 namespace Ferry.Cli.Runtime;
 
 /// <summary>
-/// `ferry runtime launch|incoming|restore --dir DIR` (hidden): a workload's runtime process, started by the agent.
+/// `ferry runtime launch|incoming|restore|standby --dir DIR` (hidden): a workload's runtime process, started by the agent.
 /// Not for operators; see docs/migration.md for the process contract.
 /// </summary>
 public static class RuntimeCommand
@@ -11,6 +11,10 @@ public static class RuntimeCommand
     public static Command Create()
     {
         var command = new Command("runtime", "A workload's runtime process (started by `ferry agent`)") { Hidden = true };
+        var standbyDir = new Option<string>("--dir") { Description = "The standby's directory (STATE/standby/TOKEN)", Required = true };
+        var standby = new Command("standby", "Wait, warmed up, until the agent hands over an incoming migration") { standbyDir };
+        standby.SetAction(parse => StandbyRuntimeProcess.Run(parse.GetValue(standbyDir)!));
+        command.Subcommands.Add(standby);
         foreach (var mode in new[] { "launch", "incoming", "restore" })
         {
             var dir = new Option<string>("--dir") { Description = "The workload's directory (spec.json, module.wasm, …)", Required = true };

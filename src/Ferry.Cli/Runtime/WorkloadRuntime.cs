@@ -280,6 +280,7 @@ internal sealed partial class WorkloadRuntime : IDisposable
 
     private int Incoming()
     {
+        Trace("incoming runtime up");
         // Compile the migration's critical path now, while the source prepares and sends pages.
         _ = MigrationWarmup.Start().ContinueWith(t => Log($"migration code warmed up in {t.Result.TotalMilliseconds:0} ms"), TaskScheduler.Default);
         Socket listener;
@@ -312,6 +313,7 @@ internal sealed partial class WorkloadRuntime : IDisposable
                 streams = AcceptAsync(listener, spec.Streams, TimeSpan.FromSeconds(60)).GetAwaiter().GetResult();
             }
             File.Delete(dir.DataSocket);
+            Trace("streams accepted");
             incomingStreams = streams;
             SetPhase(IncomingPhases.Receiving, null);
             if (hook?.At("destination", "receiving", spec.Id, migrationId) is { } action) Apply(action, streams);
@@ -427,18 +429,14 @@ internal sealed partial class WorkloadRuntime : IDisposable
         arrived = new EnclaveDestination(decoded, compile, new InstanceOptions { MaxMemoryBytes = setup.MemoryLimitBytes },
             state => GuestEnvironments.Restore(state, new WasiOptions()),
             protector, setup.Streams, kernelPostCopy: kernel, admission: incomingAdmission);
-        try
-        {
-            arrived.Rehearse(GuestEnvironments.For(decoded, new WasiOptions()));
-        }
-        catch (Exception e)
-        {
-            // Only a warm-up: the real instantiation reports whatever is wrong, with the arrived state.
-            Log($"instantiation rehearsal failed (harmless): {e.Message}");
-        }
+        // Only a warm-up: the real instantiation reports whatever is wrong, with the arrived state.
+        arrived.Rehearse(GuestEnvironments.For(decoded, new WasiOptions()), e => Log($"instantiation rehearsal failed (harmless): {e.Message}"));
+        _ = arrived.Ready.ContinueWith(t => Log(t.IsFaulted
+            ? $"cannot compile {setup.Name}: {t.Exception!.GetBaseException().Message}"
+            : $"module compiled and instantiated once in {started.ElapsedMilliseconds} ms (while the first pages arrived)"), TaskScheduler.Default);
         Log($"receiving {setup.Name} ({MigrationNames.Name(setup.Strategy)}, {setup.MemoryBytes >> 20} MiB"
             + (postCopy ? $", post-copy faults served by {(kernel ? "userfaultfd" : "compiled presence checks")}" : "")
-            + $"); module compiled in {started.ElapsedMilliseconds} ms");
+            + ")");
         return arrived;
     }
 

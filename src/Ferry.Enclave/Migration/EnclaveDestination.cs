@@ -33,7 +33,9 @@ public interface IStateAdmission
 public sealed class EnclaveDestination : IDisposable
 {
     private readonly Module module;
-    private readonly CompiledModule compiled;
+    private readonly CompileOptions compileOptions;
+    private readonly Task<CompiledModule> compiling;
+    private Task ready;
     private readonly InstanceOptions instanceOptions;
     private readonly Func<byte[], IGuestEnvironment> environmentFactory;
     private readonly IRecordProtector protector;
@@ -65,7 +67,12 @@ public sealed class EnclaveDestination : IDisposable
         this.environmentFactory = environmentFactory;
         this.protector = protector;
         received = new long[streams];
-        compiled = ModuleCompiler.Compile(module, compile);
+        compileOptions = compile;
+        // Compiled in the background: pages are only copied into memory, which exists without the code, so the
+        // compilation (~100 ms for a suite program, over a second for SQLite) overlaps the first round instead of
+        // delaying the setup's acknowledgement. Needed by the state (see Ready).
+        compiling = Task.Run(() => ModuleCompiler.Compile(module, compile));
+        ready = compiling;
         if (module.Memories.Length > 0 && module.ImportedMemoryCount == 0)
         {
             var mt = module.Memories[0];
@@ -84,24 +91,58 @@ public sealed class EnclaveDestination : IDisposable
     }
 
     /// <summary>
-    /// Builds one instance of the module with <paramref name="environment"/> and throws it away, before any page
-    /// arrives. The first instantiation of a compiled module runs .NET code for the first time (the generated type's
-    /// initialisers, the import bindings): milliseconds that would otherwise fall inside the downtime, in
-    /// <see cref="CompleteState"/>. Takes ownership of <paramref name="environment"/>.
+    /// Completes when the module is compiled (and rehearsed, if asked): the state needs it, so a destination awaits it
+    /// before it lets the source freeze. Faults if the module cannot be compiled.
     /// </summary>
-    public void Rehearse(IGuestEnvironment environment)
+    public Task Ready
+    {
+        get
+        {
+            lock (gate) return ready;
+        }
+    }
+
+    /// <summary>
+    /// Once compiled, builds one instance of the module with <paramref name="environment"/> and throws it away, before
+    /// the state arrives. The first instantiation of a compiled module runs .NET code for the first time (the generated
+    /// type's initialisers, the import bindings): milliseconds that would otherwise fall inside the downtime, in
+    /// <see cref="CompleteState"/>. Part of <see cref="Ready"/>; a failure only goes to <paramref name="failed"/> (the
+    /// real instantiation reports what is wrong). Takes ownership of <paramref name="environment"/>.
+    /// </summary>
+    public void Rehearse(IGuestEnvironment environment, Action<Exception>? failed = null)
     {
         ArgumentNullException.ThrowIfNull(environment);
-        using (environment)
+        lock (gate)
         {
-            var linker = new Linker();
-            environment.Define(linker);
-            var instance = Instance.Instantiate(compiled, linker, instanceOptions with { RunStart = false, InitializeSegments = false });
-            environment.Bind(instance);
-            instance.State.DirtyMap?.Dispose();
-            instance.State.AbsentMap?.Dispose();
-            instance.Memory?.Dispose();
+            ready = compiling.ContinueWith(t =>
+            {
+                using (environment)
+                {
+                    var compiled = t.GetAwaiter().GetResult(); // a compile error faults Ready
+                    try
+                    {
+                        var linker = new Linker();
+                        environment.Define(linker);
+                        var instance = Instance.Instantiate(compiled, linker, instanceOptions with { RunStart = false, InitializeSegments = false });
+                        environment.Bind(instance);
+                        instance.State.DirtyMap?.Dispose();
+                        instance.State.AbsentMap?.Dispose();
+                        instance.Memory?.Dispose();
+                    }
+                    catch (Exception e)
+                    {
+                        failed?.Invoke(e);
+                    }
+                }
+            }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
         }
+    }
+
+    /// <summary>The compiled module, waiting for the compilation (and rehearsal) if it is still running.</summary>
+    private CompiledModule Compiled()
+    {
+        Ready.GetAwaiter().GetResult();
+        return compiling.Result;
     }
 
     /// <summary>
@@ -118,7 +159,7 @@ public sealed class EnclaveDestination : IDisposable
             if (pagesApplied > 0 || kernel is not null) throw new InvalidOperationException("prepare before any page arrives");
             EnsureSize(memoryBytes);
             if (kernelPostCopy && memory!.Size > 0) kernel = KernelPostCopy.RegisterEarly(memory);
-            if (memory is not null && compiled.Options.PresenceChecks && absentMap is null)
+            if (memory is not null && compileOptions.PresenceChecks && absentMap is null)
             {
                 // Compiled post-copy marks every pending page in this map while the guest is down; mapped now.
                 absentMap = new PageMap(memory.ReservedBytes);
@@ -256,6 +297,7 @@ public sealed class EnclaveDestination : IDisposable
         }
         admission?.Admit(state);
         arrivedEpoch = state.Epoch;
+        var compiled = Compiled();
 
         var environment = environmentFactory(state.Environment);
         var linker = new Linker();

@@ -46,8 +46,13 @@ public sealed class DestinationMigration
     /// </summary>
     public Func<Task>? BeforeFreeze { get; init; }
 
-    private async Task AwaitBeforeFreezeAsync(CancellationToken ct)
+    /// <summary>
+    /// Before the source may freeze: the module must be compiled (<see cref="EnclaveDestination.Ready"/>; a compile
+    /// error fails the migration), and <see cref="BeforeFreeze"/> should be done (waited for, bounded).
+    /// </summary>
+    private async Task AwaitBeforeFreezeAsync(EnclaveDestination enclave, CancellationToken ct)
     {
+        await enclave.Ready.WaitAsync(ct).ConfigureAwait(false);
         if (BeforeFreeze is null) return;
         try
         {
@@ -122,20 +127,22 @@ public sealed class DestinationMigration
                 Active();
                 applied.Set();
             };
-            if (setup.Strategy is Strategy.StopCopy or Strategy.PostCopy) await AwaitBeforeFreezeAsync(linked.Token).ConfigureAwait(false);
+            if (setup.Strategy is Strategy.StopCopy or Strategy.PostCopy) await AwaitBeforeFreezeAsync(enclave, linked.Token).ConfigureAwait(false);
             await control.WriteAsync(MessageType.SetupAck, Array.Empty<byte>(), linked.Token).ConfigureAwait(false);
-            // The silence that counts starts now: compiling the module above may take longer than the timeout.
+            // The silence that counts starts now: compiling the module (stop-and-copy, post-copy) may take longer than the timeout.
             Active();
 
             // Page streams: apply every batch as it comes.
             var receivers = new List<Task>();
             for (var s = 1; s < streams.Length; s++) receivers.Add(ReceiveBatchesAsync(streams[s], s, enclave, linked.Token));
-            var receiversFailed = Task.WhenAll(receivers);
+            // A module that fails to compile (in the background, see EnclaveDestination.Ready) ends the migration
+            // like a failed page stream: at once, not when the source tires of waiting for an acknowledgement.
+            var receiversFailed = UnlessNotCompiled(Task.WhenAll(receivers), enclave.Ready);
             // Pre-copy rounds to acknowledge once applied (one at a time from an honest source; more are dropped).
             var roundsSent = System.Threading.Channels.Channel.CreateBounded<(int Round, long[] Batches)>(
                 new System.Threading.Channels.BoundedChannelOptions(4) { FullMode = System.Threading.Channels.BoundedChannelFullMode.DropWrite });
             using var stopAcks = CancellationTokenSource.CreateLinkedTokenSource(linked.Token);
-            var acks = AcknowledgeRoundsAsync(control, roundsSent.Reader, enclave, applied, receiversFailed, AwaitBeforeFreezeAsync, stopAcks.Token, linked.Token);
+            var acks = AcknowledgeRoundsAsync(control, roundsSent.Reader, enclave, applied, receiversFailed, c => AwaitBeforeFreezeAsync(enclave, c), stopAcks.Token, linked.Token);
 
             // Control stream until the state arrives (post-copy batches may come on it later).
             MigrationRecords.StateRecord stateRecord;
@@ -283,6 +290,13 @@ public sealed class DestinationMigration
             // A request still queued when the last page arrived is moot; the source may have closed already.
         }
         await DrainAsync(streams, receivers).ConfigureAwait(false);
+    }
+
+    /// <summary>Completes as <paramref name="receivers"/> does, but faults as soon as <paramref name="ready"/> faults.</summary>
+    private static async Task UnlessNotCompiled(Task receivers, Task ready)
+    {
+        if (await Task.WhenAny(receivers, ready).ConfigureAwait(false) == ready) await ready.ConfigureAwait(false);
+        await receivers.ConfigureAwait(false);
     }
 
     /// <summary>Answers each RoundSent with RoundApplied once every batch it counts has been applied here.</summary>

@@ -271,7 +271,7 @@ public sealed class AgentPair : IDisposable
         return result;
     }
 
-    /// <summary>Live runtime processes started under this pair's state dirs: (pid, workload dir).</summary>
+    /// <summary>Live runtime processes started under this pair's state dirs (standby runtimes included): (pid, workload dir).</summary>
     public IEnumerable<(int Pid, string Dir)> RuntimeProcesses()
     {
         foreach (var proc in Directory.EnumerateDirectories("/proc"))
@@ -292,7 +292,9 @@ public sealed class AgentPair : IDisposable
             }
             var i = Array.IndexOf(args, "--dir");
             if (Array.IndexOf(args, "runtime") < 0 || i < 0 || i + 1 >= args.Length) continue;
-            if (args[i + 1].StartsWith(Root, StringComparison.Ordinal)) yield return (pid, args[i + 1]);
+            if (!args[i + 1].StartsWith(Root, StringComparison.Ordinal)) continue;
+            // A runtime that started as the agent's standby names STATE/standby/TOKEN, since adopted a link to its workload's directory.
+            yield return (pid, new DirectoryInfo(args[i + 1]).LinkTarget ?? args[i + 1]);
         }
     }
 
