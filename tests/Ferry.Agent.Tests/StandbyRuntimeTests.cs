@@ -7,8 +7,8 @@ namespace Ferry.Agent.Tests;
 
 /// <summary>
 /// The agent's standby runtime (a runtime process started and warmed up before a migration asks for one): an incoming
-/// migration runs in it, a new one replaces it, a restarted agent still recognises the adopted runtime, and a
-/// migration arrives as well when the standby is gone.
+/// migration runs in it, a new one replaces it, a restarted agent still recognises the adopted runtime, it is stopped
+/// while a migration leaves its host, and a migration arrives as well when the standby is gone.
 /// </summary>
 public sealed class StandbyRuntimeTests(AgentPair pair) : IClassFixture<AgentPair>
 {
@@ -34,11 +34,22 @@ public sealed class StandbyRuntimeTests(AgentPair pair) : IClassFixture<AgentPai
         Assert.Equal(WorkloadStates.Running, after.State);
         Assert.Equal(there.Pid, after.Pid);
         await WaitForExitAsync(next);
-        await WaitForStandbyAsync(pair.B, except: next);
+        var standbyOfB = await WaitForStandbyAsync(pair.B, except: next);
 
-        var stop = Repo.Ferry("stop", id, "--on", pair.B.Url);
+        // While the workload leaves B, B's standby yields the CPU (stopped), and it continues afterwards.
+        var stoppedDuring = false;
+        pair.Hook.On(id, async ev =>
+        {
+            if (ev.Side == "source" && ev.Phase == "accepted") stoppedDuring = await StateBecomesAsync(standbyOfB, 'T');
+            return "continue";
+        });
+        var back = Repo.Ferry("migrate", id, "--from", pair.B.Url, "--to", pair.A.Url, "--strategy", "precopy", "--max-rounds", "2", "--json");
+        Assert.True(back.ExitCode == 0, back.ToString());
+        Assert.True(stoppedDuring, "the standby was not stopped while a migration left its host");
+        Assert.True(await StateBecomesAsync(standbyOfB, 'S'), $"the standby did not continue after the migration (state {State(standbyOfB)})");
+
+        var stop = Repo.Ferry("stop", id, "--on", pair.A.Url);
         Assert.True(stop.ExitCode == 0, stop.ToString());
-        await WaitForExitAsync(there.Pid);
     }
 
     [Fact]
@@ -81,6 +92,33 @@ public sealed class StandbyRuntimeTests(AgentPair pair) : IClassFixture<AgentPai
         var sw = Stopwatch.StartNew();
         while (Running(pid) && sw.Elapsed < TimeSpan.FromSeconds(15)) await Task.Delay(50);
         Assert.False(Running(pid), $"process {pid} is still running");
+    }
+
+    /// <summary>Waits (bounded) until the process is in <paramref name="state"/> ('T' stopped, 'S' sleeping; 'R' counts as 'S').</summary>
+    private static async Task<bool> StateBecomesAsync(int pid, char state)
+    {
+        var sw = Stopwatch.StartNew();
+        while (sw.Elapsed < TimeSpan.FromSeconds(15))
+        {
+            var now = State(pid);
+            if (now == state || (state == 'S' && now == 'R')) return true;
+            await Task.Delay(20);
+        }
+        return false;
+    }
+
+    /// <summary>The state letter of /proc/PID/stat (after the parenthesised command name), or '?' if it is gone.</summary>
+    private static char State(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            return stat[stat.LastIndexOf(')') + 2];
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return '?';
+        }
     }
 
     /// <summary>Alive and not a zombie (whose command line is empty).</summary>

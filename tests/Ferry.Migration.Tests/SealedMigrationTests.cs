@@ -270,6 +270,8 @@ public sealed class SealedMigrationTests : IDisposable
         using var sealer = new SessionRecordProtector(streams + 1);
         using var opener = new SessionRecordProtector(streams + 1);
         GateEnvironment? destinationEnv = null;
+        var identity = WorkloadIdentity.NewInstance(measurement).Encode();
+        var admission = new RecordingAdmission();
         var options = new MigrationOptions
         {
             Strategy = strategy,
@@ -289,7 +291,7 @@ public sealed class SealedMigrationTests : IDisposable
         {
             var postCopy = setup.Strategy is Strategy.PostCopy or Strategy.Hybrid;
             return new EnclaveDestination(Wat.Load(module.ToArray()), CompileOptions.Default with { PresenceChecks = postCopy }, InstanceOptions.Default,
-                _ => destinationEnv = new GateEnvironment(open: true), opener, setup.Streams);
+                _ => destinationEnv = new GateEnvironment(open: true), opener, setup.Streams, admission: admission);
         }, handshake: async (setup, channel, ct) =>
         {
             using var d = MigrationSession.CreateDestination(beta, trust, measurement, Guid.Parse(setup.MigrationId));
@@ -311,7 +313,7 @@ public sealed class SealedMigrationTests : IDisposable
             MemoryBytes = 0,
             Confidential = true,
         };
-        var migration = new SourceMigration(new EnclaveSource(program, sealer, streams + 1),
+        var migration = new SourceMigration(new EnclaveSource(program, sealer, streams + 1) { Identity = identity },
             () => new Ferry.Enclave.Tracking.CompilerDirtyTracker(program.Instance.State), options);
         var run = migration.RunAsync(new TcpConnector(listener.Endpoint), setupTemplate, WriterBytes, default);
         sourceEnv.Gate.Set();
@@ -323,6 +325,30 @@ public sealed class SealedMigrationTests : IDisposable
         Assert.Equal(2UL, dest.State.Epoch);
         Assert.Equal(GuestEndKind.Exited, (await dest.Enclave.Program!.Completion.WaitAsync(TimeSpan.FromSeconds(60))).Kind);
         Assert.Equal(expected, await destinationEnv!.Done.Task.WaitAsync(TimeSpan.FromSeconds(5)));
+        // The identity and epoch were announced (sealed) before the state, so the destination could prepare its epoch record.
+        var hex = Convert.ToHexString(identity);
+        Assert.Equal([$"anticipate {hex} 2", $"admit {hex} 2", "commit"], admission.Calls);
+    }
+
+    /// <summary>Records what the destination asks of its admission, in order.</summary>
+    private sealed class RecordingAdmission : IStateAdmission
+    {
+        public List<string> Calls { get; } = [];
+
+        public void Anticipate(ReadOnlySpan<byte> identity, ulong epoch)
+        {
+            lock (Calls) Calls.Add($"anticipate {Convert.ToHexString(identity)} {epoch}");
+        }
+
+        public void Admit(MigrationRecords.StateRecord state)
+        {
+            lock (Calls) Calls.Add($"admit {Convert.ToHexString(state.Identity)} {state.Epoch}");
+        }
+
+        public void Commit()
+        {
+            lock (Calls) Calls.Add("commit");
+        }
     }
 
     [Fact]

@@ -64,6 +64,20 @@ public static class RuntimeProcesses
     private static extern int kill(int pid, int signal);
 
     private const int SigKill = 9;
+    private const int SigCont = 18;
+    private const int SigStop = 19;
+
+    /// <summary>Stops (SIGSTOP) or continues (SIGCONT) a process this agent started and has not reaped.</summary>
+    public static void Pause(Process child, bool paused)
+    {
+        try
+        {
+            if (!child.HasExited) kill(child.Id, paused ? SigStop : SigCont);
+        }
+        catch (InvalidOperationException)
+        {
+        }
+    }
 
     /// <summary>Kills a runtime (SIGKILL) and waits, bounded, until it is gone.</summary>
     public static async Task<bool> KillAsync(int pid, WorkloadDirectory dir, TimeSpan timeout)

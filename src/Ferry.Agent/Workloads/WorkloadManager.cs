@@ -143,13 +143,22 @@ public sealed partial class WorkloadManager : IDisposable
                 if (e.Spec.Mode != "incoming" || Alive(e)) continue;
                 if (!TookOver(e.Dir.ReadStatus())) Archive(e);
             }
-            // A new standby after one was adopted, but not while that migration is still arriving: starting a .NET
-            // process and its warm-up would take CPU from it.
-            if (standby is not null && !Array.Exists(all, e => e.Spec.Mode == "incoming" && Alive(e) && !TookOver(e.Dir.ReadStatus())))
+            // The standby yields to migrations (see StandbyRuntime.Hold); a new one starts after one was adopted once
+            // nothing migrates to or from here.
+            if (standby is not null)
             {
+                standby.Hold(Array.Exists(all, Migrating));
                 standby.EnsureStarted();
             }
         }
+    }
+
+    /// <summary>Is a migration of this workload under way here (leaving, or arriving and not yet taken over)?</summary>
+    private static bool Migrating(Entry e)
+    {
+        if (!Alive(e)) return false;
+        var status = e.Dir.ReadStatus();
+        return status?.State == WorkloadStates.Migrating || (e.Spec.Mode == "incoming" && !TookOver(status));
     }
 
     /// <summary>Did an incoming runtime take the workload over (run it with all its pages, or run it to its end)?</summary>
@@ -415,6 +424,8 @@ public sealed partial class WorkloadManager : IDisposable
         {
             throw new AgentRequestException(409, $"workload {id} is {info.State}{(info.MigratedTo is { } to ? $" (to {to})" : "")}; only a running workload can be migrated");
         }
+        // At once, not at the monitor's next look: the standby must not compete with this migration's switch-over.
+        standby?.Hold(true);
         try
         {
             var client = await ControlClient.ConnectAsync(e.Dir.ControlSocket, ct).ConfigureAwait(false);

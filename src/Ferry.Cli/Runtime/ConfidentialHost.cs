@@ -149,9 +149,28 @@ internal sealed class EpochAdmission(IEpochStore store, byte[] measurement) : IS
     // it. Done at the commit, the fsync was the one systematic cost of a sealed migration's downtime (commit 2.2 ms
     // against 0.6 ms plain, docs/benchmarks.md).
     private Task<IStagedEpoch>? staging;
+    // Staged from the source's epoch intent, before the freeze: the admission takes it over if the state matches.
+    private (WorkloadIdentity Identity, ulong Epoch, Task<IStagedEpoch> Staging)? anticipated;
 
     public WorkloadIdentity? Identity { get; private set; }
     public ulong Epoch { get; private set; }
+
+    public void Anticipate(ReadOnlySpan<byte> identity, ulong epoch)
+    {
+        if (identity.Length != WorkloadIdentity.EncodedSize || epoch == 0) return;
+        WorkloadIdentity id;
+        try
+        {
+            id = WorkloadIdentity.Decode(identity);
+        }
+        catch (Exception)
+        {
+            return; // Admit refuses the state with the reason
+        }
+        if (!id.Measurement.AsSpan().SequenceEqual(measurement)) return;
+        Release(anticipated?.Staging);
+        anticipated = (id, epoch, Task.Run(() => store.Stage(id, epoch)));
+    }
 
     public void Admit(MigrationRecords.StateRecord state)
     {
@@ -163,9 +182,18 @@ internal sealed class EpochAdmission(IEpochStore store, byte[] measurement) : IS
         {
             throw new MigrationIntegrityException($"stale epoch: this host already accepted epoch {last} of workload {identity}, the state carries {state.Epoch} (rollback or fork refused)");
         }
-        Dispose();
         var epoch = state.Epoch;
-        staging = Task.Run(() => store.Stage(identity, epoch));
+        Release(staging);
+        if (anticipated is { } a && a.Identity.Key.AsSpan().SequenceEqual(identity.Key) && a.Epoch == epoch)
+        {
+            staging = a.Staging; // written while the pages travelled
+        }
+        else
+        {
+            Release(anticipated?.Staging);
+            staging = Task.Run(() => store.Stage(identity, epoch));
+        }
+        anticipated = null;
         Identity = identity;
         Epoch = epoch;
     }
@@ -180,11 +208,16 @@ internal sealed class EpochAdmission(IEpochStore store, byte[] measurement) : IS
     /// <summary>An admission that never committed accepts nothing: its staged record is deleted once written.</summary>
     public void Dispose()
     {
-        var pending = staging;
+        Release(staging);
+        Release(anticipated?.Staging);
         staging = null;
+        anticipated = null;
+    }
+
+    /// <summary>A staged record that will not be committed is deleted once written.</summary>
+    private static void Release(Task<IStagedEpoch>? pending) =>
         _ = pending?.ContinueWith(t =>
         {
             if (t.IsCompletedSuccessfully) t.Result.Dispose();
         }, TaskScheduler.Default);
-    }
 }

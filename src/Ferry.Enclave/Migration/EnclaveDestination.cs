@@ -22,6 +22,15 @@ public interface IStateAdmission
 
     /// <summary>At the commit, before the guest starts: records the admission; throws if it can no longer be accepted.</summary>
     void Commit();
+
+    /// <summary>
+    /// Before any page: the source announced (authenticated) the identity and epoch its state will carry, so work that
+    /// <see cref="Admit"/> would do inside the downtime can start now. Only a hint: <see cref="Admit"/> still decides,
+    /// and must not rely on it. Never throws.
+    /// </summary>
+    void Anticipate(ReadOnlySpan<byte> identity, ulong epoch)
+    {
+    }
 }
 
 /// <summary>
@@ -68,6 +77,7 @@ public sealed class EnclaveDestination : IDisposable
         this.protector = protector;
         received = new long[streams];
         compileOptions = compile;
+        _ = ModuleIdentity.Sha256(module); // hashed now (and cached), not when the state arrives
         // Compiled in the background: pages are only copied into memory, which exists without the code, so the
         // compilation (~100 ms for a suite program, over a second for SQLite) overlaps the first round instead of
         // delaying the setup's acknowledgement. Needed by the state (see Ready).
@@ -399,6 +409,24 @@ public sealed class EnclaveDestination : IDisposable
         int n;
         lock (gate) n = protector.ProtectReply(new RecordContext(kind, 0, repliesSealed++), body, output);
         return output[..n];
+    }
+
+    /// <summary>
+    /// Opens the source's epoch intent (control stream, before the state) and passes it to the admission, which may
+    /// prepare the epoch record ahead (see <see cref="IStateAdmission.Anticipate"/>).
+    /// </summary>
+    public void OpenEpochIntent(ReadOnlySpan<byte> record)
+    {
+        if (record.Length > 256) throw new MigrationIntegrityException($"an epoch intent of {record.Length} bytes");
+        Span<byte> body = stackalloc byte[256];
+        int n;
+        lock (gate)
+        {
+            n = protector.Open(new RecordContext(MigrationRecordKind.EpochIntent, 0, received[0]), record, body);
+            received[0]++;
+        }
+        if (n < 9 || body[0] != (byte)MigrationRecordKind.EpochIntent) throw new MigrationIntegrityException("not an epoch intent");
+        admission?.Anticipate(body[1..(n - 8)], BinaryPrimitives.ReadUInt64LittleEndian(body[(n - 8)..n]));
     }
 
     /// <summary>Checks the source's protected commit decision (for the epoch of the state that arrived).</summary>

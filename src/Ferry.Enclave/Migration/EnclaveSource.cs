@@ -142,6 +142,24 @@ public sealed class EnclaveSource
     }
 
     /// <summary>
+    /// The identity and <paramref name="epoch"/> the state will carry, protected for the control stream and sent before
+    /// the freeze (confidential workloads: the destination prepares its epoch record meanwhile).
+    /// </summary>
+    public byte[] SealEpochIntent(ulong epoch)
+    {
+        // The kind leads the body, as in the destination's replies: a sealed control record says what it is.
+        var body = new byte[1 + Identity.Length + 8];
+        body[0] = (byte)MigrationRecordKind.EpochIntent;
+        Identity.CopyTo(body, 1);
+        BinaryPrimitives.WriteUInt64LittleEndian(body.AsSpan(1 + Identity.Length), epoch);
+        var output = new byte[body.Length + protector.Overhead];
+        long seq;
+        lock (sequences) seq = sequences[0]++;
+        var n = protector.Protect(new RecordContext(MigrationRecordKind.EpochIntent, 0, seq), body, output);
+        return output[..n];
+    }
+
+    /// <summary>
     /// The commit decision as a protected record for the control stream (carries the epoch): under a sealed protector
     /// only this enclave can produce it, so nothing on the path can make the destination start the guest.
     /// </summary>

@@ -19,6 +19,11 @@ public enum MigrationRecordKind : byte
     /// The source's proof that resuming after a commit that went missing cannot make a second copy.
     /// </summary>
     Discarded = 6,
+    /// <summary>
+    /// Source → destination (confidential): the identity and epoch the state will carry, sent before the freeze so the
+    /// destination can prepare its epoch record meanwhile. A hint: the state decides (see EnclaveDestination.OpenEpochIntent).
+    /// </summary>
+    EpochIntent = 7,
 }
 
 /// <summary>The context a record is bound to: replaying it in another place is detected.</summary>

@@ -71,7 +71,7 @@ public sealed class SessionRecordProtector : IRecordProtector, IDisposable
     {
         MigrationRecordKind.PageBatch => SealedRecordKind.Pages,
         MigrationRecordKind.State => SealedRecordKind.State,
-        MigrationRecordKind.Commit or MigrationRecordKind.Ready or MigrationRecordKind.Resumed or MigrationRecordKind.Discarded => SealedRecordKind.Control,
+        MigrationRecordKind.Commit or MigrationRecordKind.Ready or MigrationRecordKind.Resumed or MigrationRecordKind.Discarded or MigrationRecordKind.EpochIntent => SealedRecordKind.Control,
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown record kind"),
     };
 

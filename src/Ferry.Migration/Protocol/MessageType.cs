@@ -42,4 +42,9 @@ public enum MessageType : ushort
     /// changes timing (an early ack lengthens the downtime; none at all times the migration out, and it aborts).
     /// </summary>
     RoundApplied = 17,
+    /// <summary>
+    /// Source → destination (confidential workloads, before any page): the protected identity and epoch the state will
+    /// carry, so the destination writes its epoch record while the pages travel rather than inside the downtime.
+    /// </summary>
+    EpochIntent = 18,
 }

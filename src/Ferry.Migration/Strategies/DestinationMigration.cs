@@ -166,6 +166,11 @@ public sealed class DestinationMigration
                         enclave.ApplyBatch(0, f.Payload);
                         continue;
                     }
+                    if (f.Type == MessageType.EpochIntent)
+                    {
+                        enclave.OpenEpochIntent(f.Payload);
+                        continue;
+                    }
                     if (f.Type == MessageType.Abort) throw new MigrationAbortedException(System.Text.Encoding.UTF8.GetString(f.Payload));
                     throw new ProtocolException($"unexpected {f.Type} before the state");
                 }

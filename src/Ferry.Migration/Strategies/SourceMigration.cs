@@ -163,6 +163,11 @@ public sealed class SourceMigration
                 bounded.CancelAfter(options.PeerTimeout);
                 await handshake(migrationId, new FrameHandshakeChannel(control), bounded.Token).ConfigureAwait(false);
             }
+            if (options.Epoch > 0 && enclave.Identity.Length > 0)
+            {
+                // Confidential: the destination may write its epoch record while the pages travel (a hint; the state decides).
+                await control.WriteAsync(MessageType.EpochIntent, enclave.SealEpochIntent(options.Epoch), linked.Token).ConfigureAwait(false);
+            }
             using (await control.ExpectAsync(MessageType.SetupAck, linked.Token).ConfigureAwait(false))
             {
             }
