@@ -113,7 +113,7 @@ public sealed class StandbyRuntime : IDisposable
     /// (it reports through status.json as a freshly started one does). Null if there is no standby able to take it;
     /// then <paramref name="target"/> does not exist.
     /// </summary>
-    public Process? TryAdopt(WorkloadDirectory target, WorkloadSpec spec)
+    public async Task<Process?> TryAdoptAsync(WorkloadDirectory target, WorkloadSpec spec, CancellationToken ct)
     {
         Process? p;
         WorkloadDirectory? from;
@@ -132,7 +132,7 @@ public sealed class StandbyRuntime : IDisposable
             // One still starting is worth waiting for: a new process would take as long to start.
             var socketPath = Path.Combine(from.Path, AdoptSocketName);
             var waited = Stopwatch.StartNew();
-            while (IsAlive(p, from) && !File.Exists(socketPath) && waited.Elapsed < StartWait) Thread.Sleep(10);
+            while (IsAlive(p, from) && !File.Exists(socketPath) && waited.Elapsed < StartWait) await Task.Delay(10, ct).ConfigureAwait(false);
             if (!IsAlive(p, from) || !File.Exists(socketPath)) throw new IOException("the standby runtime is not up");
             from.WriteSpec(spec);
             File.WriteAllText(Path.Combine(from.Path, WorkloadDirectory.StartedAsFile), from.Path);
@@ -149,7 +149,7 @@ public sealed class StandbyRuntime : IDisposable
             if (text != Accepted) throw new IOException($"the standby runtime refused: {text}");
             return p;
         }
-        catch (Exception e) when (e is IOException or SocketException or UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or SocketException or UnauthorizedAccessException or OperationCanceledException)
         {
             Kill(p);
             TryDelete(from.Path);

@@ -613,7 +613,7 @@ public sealed partial class WorkloadManager : IDisposable
             CreatedAt = DateTimeOffset.UtcNow,
         };
         var entry = new Entry(dir, spec);
-        if (standby?.TryAdopt(dir, spec) is { } adopted)
+        if (standby is not null && await standby.TryAdoptAsync(dir, spec, ct).ConfigureAwait(false) is { } adopted)
         {
             entry.Child = adopted;
             entry.Pid = adopted.Id;
