@@ -17,8 +17,9 @@ namespace Ferry.Agent.Testing;
 /// setup: the guest is not frozen and none of its memory has been sent yet), "round0" (first batch of the first round),
 /// "round1" (first batch of the second pre-copy round), "state" (final state sent, before Ready), "commit"
 /// (Commit sent, before the acknowledgement), "postcopy" (first batch pushed after commit);
-/// destination "receiving" (streams accepted), "ready" (everything checked, before commit) and "running"
-/// (the guest started here, before the acknowledgement is sent).
+/// destination "receiving" (streams accepted), "compiled" (the module is compiled and instantiated once, in the
+/// background: for pre-copy and hybrid after "accepted", for stop-and-copy and post-copy before it), "ready"
+/// (everything checked, before commit) and "running" (the guest started here, before the acknowledgement is sent).
 /// </summary>
 public sealed class TestHook
 {

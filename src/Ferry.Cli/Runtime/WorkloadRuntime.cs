@@ -431,9 +431,13 @@ internal sealed partial class WorkloadRuntime : IDisposable
             protector, setup.Streams, kernelPostCopy: kernel, admission: incomingAdmission);
         // Only a warm-up: the real instantiation reports whatever is wrong, with the arrived state.
         arrived.Rehearse(GuestEnvironments.For(decoded, new WasiOptions()), e => Log($"instantiation rehearsal failed (harmless): {e.Message}"));
-        _ = arrived.Ready.ContinueWith(t => Log(t.IsFaulted
-            ? $"cannot compile {setup.Name}: {t.Exception!.GetBaseException().Message}"
-            : $"module compiled and instantiated once in {started.ElapsedMilliseconds} ms (while the first pages arrived)"), TaskScheduler.Default);
+        _ = arrived.Ready.ContinueWith(t =>
+        {
+            Log(t.IsFaulted
+                ? $"cannot compile {setup.Name}: {t.Exception!.GetBaseException().Message}"
+                : $"module compiled and instantiated once in {started.ElapsedMilliseconds} ms (while the first pages arrived)");
+            if (!t.IsFaulted && hook?.At("destination", "compiled", spec.Id, setup.MigrationId) == TestHook.Exit) TestHook.ExitNow();
+        }, TaskScheduler.Default);
         Log($"receiving {setup.Name} ({MigrationNames.Name(setup.Strategy)}, {setup.MemoryBytes >> 20} MiB"
             + (postCopy ? $", post-copy faults served by {(kernel ? "userfaultfd" : "compiled presence checks")}" : "")
             + ")");

@@ -154,7 +154,7 @@ public sealed class AgentPair : IDisposable
     /// <summary>
     /// Migrates <paramref name="workload"/> from A to B mid-run, deterministically: the program is held before it
     /// starts (test hook) while the migration prepares (the destination runtime starts and compiles the module:
-    /// seconds on a loaded machine); when the destination has accepted, the program starts, and the migration
+    /// seconds on a loaded machine); when the destination has accepted and compiled, the program starts, and the migration
     /// goes on — nothing frozen or sent yet — once the program has printed its first progress line. So the
     /// migration happens while it runs, however slow the machine. <paramref name="extra"/> may act at later
     /// phases. Returns the workload id and the finished `ferry migrate` run.
@@ -166,6 +166,7 @@ public sealed class AgentPair : IDisposable
         Func<HookEvent, Task<string>>? extra = null, string[]? runOptions = null, string? to = null, string? module = null)
     {
         var start = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var compiled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         Hook.HoldNextStart(start.Task);
         var id = RunModule(A, module ?? Repo.Wasm(workload), runOptions ?? [], args);
         var progressed = WaitForLineAsync(A, id, "progress ");
@@ -173,10 +174,15 @@ public sealed class AgentPair : IDisposable
         {
             if (ev.Side == "source" && ev.Phase == "accepted")
             {
+                // The destination compiles the module in the background (for pre-copy and hybrid, after accepting):
+                // the program's few seconds must not include that either. Bounded: a destination that a test has
+                // just killed never reports it.
+                await Task.WhenAny(compiled.Task, Task.Delay(TimeSpan.FromSeconds(120)));
                 start.TrySetResult();
                 await progressed;
                 return "continue";
             }
+            if (ev.Side == "destination" && ev.Phase == "compiled") compiled.TrySetResult();
             return extra is null ? "continue" : await extra(ev);
         });
         var migrate = await Task.Run(() => Repo.Ferry(["migrate", id, "--from", A.Url, "--to", to ?? B.Url, "--json", .. migrateArgs]));
