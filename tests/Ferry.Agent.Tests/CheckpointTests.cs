@@ -183,7 +183,9 @@ public sealed class CheckpointTests(AgentPair pair) : IClassFixture<AgentPair>
     [Fact]
     public async Task Confidential_workload_continues_from_its_checkpoint_to_the_uninterrupted_result_and_older_checkpoints_are_refused()
     {
-        var id = pair.RunModule(pair.A, Repo.Wasm("microbench"), ["--confidential"], ["--mem", "16M", "--seconds", "6", "--progress", "0.2"]);
+        // Two checkpoint cycles (progress line, `ferry checkpoint`, restore) must fit in the program's guest time, whose
+        // clock continues across checkpoints: 6 s ran out once on a loaded CI machine before the second checkpoint.
+        var id = pair.RunModule(pair.A, Repo.Wasm("microbench"), ["--confidential"], ["--mem", "16M", "--seconds", "15", "--progress", "0.2"]);
         await pair.WaitForLineAsync(pair.A, id, "progress ");
         var first = TempFile("c1.ferry");
         Assert.Equal(2UL, Checkpoint(pair.A, id, first).GetProperty("epoch").GetUInt64());
@@ -212,7 +214,7 @@ public sealed class CheckpointTests(AgentPair pair) : IClassFixture<AgentPair>
     [Fact]
     public async Task Plain_workload_checkpoint_is_a_plain_snapshot_and_restores_through_the_agent()
     {
-        var id = pair.Run(pair.A, "microbench", "--mem", "16M", "--seconds", "4", "--progress", "0.2");
+        var id = pair.Run(pair.A, "microbench", "--mem", "16M", "--seconds", "8", "--progress", "0.2");
         await pair.WaitForLineAsync(pair.A, id, "progress ");
         var file = TempFile("plain.ferry");
         var c = Checkpoint(pair.A, id, file);
@@ -232,7 +234,7 @@ public sealed class CheckpointTests(AgentPair pair) : IClassFixture<AgentPair>
         var restored = Restore(pair.A, file);
         var w = await pair.TryGetAsync(pair.A, restored);
         Assert.False(w!.Confidential);
-        Assert.Equal(["--mem", "16M", "--seconds", "4", "--progress", "0.2"], w.Args);
+        Assert.Equal(["--mem", "16M", "--seconds", "8", "--progress", "0.2"], w.Args);
         var output = await pair.WaitForEndAsync(pair.A, restored);
         Assert.Equal(Repo.NativeReference("microbench", "16M", Repo.OpsOf(output)), output);
     }
