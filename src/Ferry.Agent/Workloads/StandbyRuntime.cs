@@ -60,15 +60,6 @@ public sealed class StandbyRuntime : IDisposable
     /// <summary>STATE/standby: the standby's directory, and links left by adopted ones.</summary>
     public string Root { get; }
 
-    /// <summary>The standby's pid, if one is alive.</summary>
-    public int? Pid
-    {
-        get
-        {
-            lock (gate) return process is { } p && dir is { } d && IsAlive(p, d) ? p.Id : null;
-        }
-    }
-
     /// <summary>
     /// While migrations are under way on this host (<paramref name="busy"/>), the standby yields the CPU: it is stopped
     /// (SIGSTOP) and no new one starts; afterwards it continues. Starting .NET and compiling the migration path takes

@@ -75,9 +75,6 @@ public sealed partial class WorkloadManager : IDisposable
         monitor = Task.Run(() => MonitorAsync(stopping.Token));
     }
 
-    /// <summary>The standby runtime's pid, if the agent keeps one and it is up.</summary>
-    public int? StandbyPid => standby?.Pid;
-
     public string Name => options.Name;
     public string StateDir => options.StateDir;
     private string WorkloadsRoot => Path.Combine(options.StateDir, "workloads");

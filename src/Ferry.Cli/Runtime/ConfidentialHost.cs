@@ -184,7 +184,7 @@ internal sealed class EpochAdmission(IEpochStore store, byte[] measurement) : IS
         }
         var epoch = state.Epoch;
         Release(staging);
-        if (anticipated is { } a && a.Identity.Key.AsSpan().SequenceEqual(identity.Key) && a.Epoch == epoch)
+        if (anticipated is { } a && a.Identity.Equals(identity) && a.Epoch == epoch)
         {
             staging = a.Staging; // written while the pages travelled
         }

@@ -133,12 +133,7 @@ public sealed class EnclaveSource
             Epoch = epoch,
             Identity = Identity,
         };
-        var plain = MigrationRecords.EncodeState(record, instance);
-        var output = new byte[plain.Length + protector.Overhead];
-        long seq;
-        lock (sequences) seq = sequences[0]++;
-        var n = protector.Protect(new RecordContext(MigrationRecordKind.State, 0, seq), plain, output);
-        return output[..n];
+        return ProtectControl(MigrationRecordKind.State, MigrationRecords.EncodeState(record, instance));
     }
 
     /// <summary>
@@ -152,11 +147,7 @@ public sealed class EnclaveSource
         body[0] = (byte)MigrationRecordKind.EpochIntent;
         Identity.CopyTo(body, 1);
         BinaryPrimitives.WriteUInt64LittleEndian(body.AsSpan(1 + Identity.Length), epoch);
-        var output = new byte[body.Length + protector.Overhead];
-        long seq;
-        lock (sequences) seq = sequences[0]++;
-        var n = protector.Protect(new RecordContext(MigrationRecordKind.EpochIntent, 0, seq), body, output);
-        return output[..n];
+        return ProtectControl(MigrationRecordKind.EpochIntent, body);
     }
 
     /// <summary>
@@ -167,10 +158,16 @@ public sealed class EnclaveSource
     {
         Span<byte> body = stackalloc byte[8];
         BinaryPrimitives.WriteUInt64LittleEndian(body, epoch);
+        return ProtectControl(MigrationRecordKind.Commit, body);
+    }
+
+    /// <summary>Protects a record for the control stream (stream 0) under its next sequence number.</summary>
+    private byte[] ProtectControl(MigrationRecordKind kind, ReadOnlySpan<byte> body)
+    {
         var output = new byte[body.Length + protector.Overhead];
         long seq;
         lock (sequences) seq = sequences[0]++;
-        var n = protector.Protect(new RecordContext(MigrationRecordKind.Commit, 0, seq), body, output);
+        var n = protector.Protect(new RecordContext(kind, 0, seq), body, output);
         return output[..n];
     }
 
