@@ -102,14 +102,18 @@ public class MigrationTests
     [InlineData(Strategy.PreCopy, TrackingMethod.Kernel)]
     [InlineData(Strategy.PostCopy, TrackingMethod.Kernel)]
     [InlineData(Strategy.Hybrid, TrackingMethod.Kernel)]
-    public async Task Migrated_guest_finishes_with_the_uninterrupted_result(Strategy strategy, TrackingMethod tracking)
+    // Pre-copy's last round on the control stream whatever its size, and never on it.
+    [InlineData(Strategy.PreCopy, TrackingMethod.Compiler, int.MaxValue)]
+    [InlineData(Strategy.PreCopy, TrackingMethod.Compiler, 0)]
+    [InlineData(Strategy.PreCopy, TrackingMethod.Kernel, int.MaxValue)]
+    public async Task Migrated_guest_finishes_with_the_uninterrupted_result(Strategy strategy, TrackingMethod tracking, int inlineLastRound = 128)
     {
         var expected = Reference();
         using var ends = new Endpoints();
         var sourceEnv = new GateEnvironment(open: false);
         using var program = await StartWriterAtGateAsync(sourceEnv, compilerTracking: tracking == TrackingMethod.Compiler);
 
-        var options = new MigrationOptions { Strategy = strategy, Tracking = tracking, Streams = 3 };
+        var options = new MigrationOptions { Strategy = strategy, Tracking = tracking, Streams = 3, InlineLastRoundPages = inlineLastRound };
         var source = new SourceMigration(new EnclaveSource(program, new PlainRecordProtector(), options.Streams + 1),
             () => tracking == TrackingMethod.Compiler ? new CompilerDirtyTracker(program.Instance.State) : new KernelDirtyTracker(program.Instance.Memory!), options);
         var destTask = Task.Run(async () => await ends.Destination().RunAsync(await ends.Listener.AcceptAsync(options.Streams + 1, default), default));
@@ -138,6 +142,13 @@ public class MigrationTests
 
         Assert.True(report.Succeeded);
         Assert.True(report.DowntimeMs > 0);
+        if (strategy == Strategy.PreCopy && report.RoundDetails[^1].Pages > 0)
+        {
+            // Where the frozen last round travelled: batches on stream 0 (the control stream) or none there.
+            var onControl = dest.Enclave.BatchesReceived[0];
+            if (inlineLastRound == int.MaxValue) Assert.True(onControl > 0, "the last round did not travel on the control stream");
+            if (inlineLastRound == 0) Assert.Equal(0, onControl);
+        }
         Assert.Equal(GuestEndKind.Retired, (await program.Completion.WaitAsync(TimeSpan.FromSeconds(30))).Kind);
         var end = await dest.Enclave.Program!.Completion.WaitAsync(TimeSpan.FromSeconds(60));
         Assert.Equal(GuestEndKind.Exited, end.Kind);

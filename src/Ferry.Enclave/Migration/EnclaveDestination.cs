@@ -48,7 +48,13 @@ public sealed class EnclaveDestination : IDisposable
     private readonly InstanceOptions instanceOptions;
     private readonly Func<byte[], IGuestEnvironment> environmentFactory;
     private readonly IRecordProtector protector;
+    // Page batches applied per stream, under `gate` (what the state's per-stream counts are checked against).
     private readonly long[] received;
+    // Records opened per stream: the sequence number the next one must carry. Each under its stream's lock, not
+    // `gate`: decrypting a batch (AES-GCM over up to a megabyte) then runs in parallel on the page streams instead of
+    // one at a time, which matters most in the frozen last round.
+    private readonly long[] opened;
+    private readonly object[] streamGates;
     private readonly object gate = new();
     private readonly LinearMemory? memory;
     private byte[] pageRound = [];
@@ -76,6 +82,9 @@ public sealed class EnclaveDestination : IDisposable
         this.environmentFactory = environmentFactory;
         this.protector = protector;
         received = new long[streams];
+        opened = new long[streams];
+        streamGates = new object[streams];
+        for (var i = 0; i < streams; i++) streamGates[i] = new object();
         compileOptions = compile;
         _ = ModuleIdentity.Sha256(module); // hashed now (and cached), not when the state arrives
         // Compiled in the background: pages are only copied into memory, which exists without the code, so the
@@ -210,51 +219,88 @@ public sealed class EnclaveDestination : IDisposable
     }
 
     /// <summary>Checks and applies one page batch that arrived on <paramref name="stream"/>.</summary>
-    public unsafe void ApplyBatch(int stream, ReadOnlySpan<byte> record)
+    public void ApplyBatch(int stream, ReadOnlySpan<byte> record)
     {
-        if ((uint)stream >= (uint)received.Length) throw new MigrationIntegrityException($"batch on unknown stream {stream}");
-        var plain = ArrayPool<byte>.Shared.Rent(record.Length);
+        var copy = ArrayPool<byte>.Shared.Rent(record.Length);
         try
         {
-            lock (gate)
-            {
-                var n = protector.Open(new RecordContext(MigrationRecordKind.PageBatch, stream, received[stream]), record, plain);
-                received[stream]++;
-                var batch = new MigrationRecords.Batch(plain.AsSpan(0, n));
-                if (batch.Round is < 0 or > 250) throw new MigrationIntegrityException($"batch claims round {batch.Round}");
-                EnsureSize(batch.MemoryBytes);
-                var pages = pageRound.Length;
-                var stamp = (byte)(batch.Round + 1);
-                for (var i = 0; i < batch.Count; i++)
-                {
-                    var p = batch.Page(i);
-                    if ((ulong)p >= (ulong)pages) throw new MigrationIntegrityException($"batch page {p} lies outside memory");
-                    if (pageRound[p] > stamp) continue;
-                    // Post-copy: once a page is here the guest may have written it; a second copy must not land.
-                    if (postCopy is not null && postCopy.IsPresent(p)) continue;
-                    pageRound[p] = stamp;
-                    if (kernel is not null) kernel.Write(p, batch.Data(i), zero: false);
-                    else batch.Data(i).CopyTo(new Span<byte>(memory!.Base + p * MigrationRecords.PageSize, MigrationRecords.PageSize));
-                    postCopy?.Arrived(p);
-                }
-                for (var i = 0; i < batch.ZeroCount; i++)
-                {
-                    var p = batch.ZeroPage(i);
-                    if ((ulong)p >= (ulong)pages) throw new MigrationIntegrityException($"batch page {p} lies outside memory");
-                    if (pageRound[p] > stamp) continue;
-                    if (postCopy is not null && postCopy.IsPresent(p)) continue;
-                    pageRound[p] = stamp;
-                    if (kernel is not null) kernel.Write(p, default, zero: true);
-                    else new Span<byte>(memory!.Base + p * MigrationRecords.PageSize, MigrationRecords.PageSize).Clear();
-                    postCopy?.Arrived(p);
-                }
-                pagesApplied += batch.Count + batch.ZeroCount;
-            }
-            BatchApplied?.Invoke();
+            record.CopyTo(copy);
+            ApplyBatchInPlace(stream, copy.AsSpan(0, record.Length));
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(plain);
+            ArrayPool<byte>.Shared.Return(copy);
+        }
+    }
+
+    /// <summary>
+    /// Like <see cref="ApplyBatch"/>, opening the record where it lies (no copy before the pages are written to
+    /// memory): <paramref name="record"/> is consumed. The driver's received frames are used this way.
+    /// </summary>
+    public unsafe void ApplyBatchInPlace(int stream, Span<byte> record)
+    {
+        if ((uint)stream >= (uint)received.Length) throw new MigrationIntegrityException($"batch on unknown stream {stream}");
+        var n = OpenNextInPlace(MigrationRecordKind.PageBatch, stream, record);
+        var batch = new MigrationRecords.Batch(record.Slice(protector.HeaderSize, n));
+        if (batch.Round is < 0 or > 250) throw new MigrationIntegrityException($"batch claims round {batch.Round}");
+        lock (gate)
+        {
+            EnsureSize(batch.MemoryBytes);
+            var pages = pageRound.Length;
+            var stamp = (byte)(batch.Round + 1);
+            for (var i = 0; i < batch.Count; i++)
+            {
+                var p = batch.Page(i);
+                if ((ulong)p >= (ulong)pages) throw new MigrationIntegrityException($"batch page {p} lies outside memory");
+                if (pageRound[p] > stamp) continue;
+                // Post-copy: once a page is here the guest may have written it; a second copy must not land.
+                if (postCopy is not null && postCopy.IsPresent(p)) continue;
+                pageRound[p] = stamp;
+                if (kernel is not null) kernel.Write(p, batch.Data(i), zero: false);
+                else batch.Data(i).CopyTo(new Span<byte>(memory!.Base + p * MigrationRecords.PageSize, MigrationRecords.PageSize));
+                postCopy?.Arrived(p);
+            }
+            for (var i = 0; i < batch.ZeroCount; i++)
+            {
+                var p = batch.ZeroPage(i);
+                if ((ulong)p >= (ulong)pages) throw new MigrationIntegrityException($"batch page {p} lies outside memory");
+                if (pageRound[p] > stamp) continue;
+                if (postCopy is not null && postCopy.IsPresent(p)) continue;
+                pageRound[p] = stamp;
+                if (kernel is not null) kernel.Write(p, default, zero: true);
+                else new Span<byte>(memory!.Base + p * MigrationRecords.PageSize, MigrationRecords.PageSize).Clear();
+                postCopy?.Arrived(p);
+            }
+            pagesApplied += batch.Count + batch.ZeroCount;
+            // Counted once applied, not once opened: a state whose counts are met finds every page in place.
+            received[stream]++;
+        }
+        BatchApplied?.Invoke();
+    }
+
+    /// <summary>
+    /// Opens the next record of <paramref name="stream"/> (which must be of <paramref name="kind"/> and carry the
+    /// stream's next sequence number) into <paramref name="plaintext"/>; returns its length. A refused record
+    /// leaves the count unchanged (the protector refuses everything after it anyway).
+    /// </summary>
+    private int OpenNext(MigrationRecordKind kind, int stream, ReadOnlySpan<byte> record, Span<byte> plaintext)
+    {
+        lock (streamGates[stream])
+        {
+            var n = protector.Open(new RecordContext(kind, stream, opened[stream]), record, plaintext);
+            opened[stream]++;
+            return n;
+        }
+    }
+
+    /// <summary>Like <see cref="OpenNext"/>, leaving the plaintext in the record at the protector's header size.</summary>
+    private int OpenNextInPlace(MigrationRecordKind kind, int stream, Span<byte> record)
+    {
+        lock (streamGates[stream])
+        {
+            var n = protector.OpenInPlace(new RecordContext(kind, stream, opened[stream]), record);
+            opened[stream]++;
+            return n;
         }
     }
 
@@ -276,8 +322,7 @@ public sealed class EnclaveDestination : IDisposable
         lock (gate)
         {
             var plain = new byte[record.Length];
-            var n = protector.Open(new RecordContext(MigrationRecordKind.State, 0, received[0]), record, plain);
-            received[0]++;
+            var n = OpenNext(MigrationRecordKind.State, 0, record, plain);
             var state = MigrationRecords.DecodeState(plain.AsSpan(0, n));
             if (!state.ModuleSha256.AsSpan().SequenceEqual(ModuleIdentity.Sha256(module)))
             {
@@ -420,11 +465,7 @@ public sealed class EnclaveDestination : IDisposable
         if (record.Length > 256) throw new MigrationIntegrityException($"an epoch intent of {record.Length} bytes");
         Span<byte> body = stackalloc byte[256];
         int n;
-        lock (gate)
-        {
-            n = protector.Open(new RecordContext(MigrationRecordKind.EpochIntent, 0, received[0]), record, body);
-            received[0]++;
-        }
+        n = OpenNext(MigrationRecordKind.EpochIntent, 0, record, body);
         if (n < 9 || body[0] != (byte)MigrationRecordKind.EpochIntent) throw new MigrationIntegrityException("not an epoch intent");
         admission?.Anticipate(body[1..(n - 8)], BinaryPrimitives.ReadUInt64LittleEndian(body[(n - 8)..n]));
     }
@@ -438,8 +479,7 @@ public sealed class EnclaveDestination : IDisposable
         lock (gate)
         {
             if (discardProof is not null) throw new MigrationIntegrityException("the state was already discarded here: a late commit cannot start it");
-            n = protector.Open(new RecordContext(MigrationRecordKind.Commit, 0, received[0]), record, body);
-            received[0]++;
+            n = OpenNext(MigrationRecordKind.Commit, 0, record, body); // gate, then the stream's lock: never the reverse
             if (n != 8 || System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(body) != arrivedEpoch)
             {
                 throw new MigrationIntegrityException("the commit does not match the state that arrived");

@@ -59,14 +59,17 @@ public sealed class EnclaveSource
     /// <summary>Upper bound on the protected size of a batch of <paramref name="pages"/> pages.</summary>
     public int MaxRecordBytes(int pages) => MigrationRecords.BatchPlaintextBytes(pages, 0) + protector.Overhead;
 
-    /// <summary>Reads, encodes and protects a batch of pages for <paramref name="stream"/>; returns the record length.</summary>
+    /// <summary>
+    /// Reads, encodes and protects a batch of pages for <paramref name="stream"/> into <paramref name="output"/>
+    /// (at least <see cref="MaxRecordBytes"/> of the batch); returns the record length. The pages are copied from
+    /// memory straight into the record and protected there: one pass over them, no intermediate buffer.
+    /// </summary>
     public unsafe int SealBatch(ReadOnlySpan<long> pages, int round, int stream, Span<byte> output)
     {
         var memory = program.Instance.Memory!;
         var size = memory.Size;
         var dataPages = ArrayPool<long>.Shared.Rent(Math.Max(1, pages.Length));
         var zeroPages = ArrayPool<long>.Shared.Rent(Math.Max(1, pages.Length));
-        byte[]? plain = null;
         try
         {
             // Pages that are all zero now travel as indices only.
@@ -78,8 +81,8 @@ public sealed class EnclaveSource
                 else dataPages[data++] = p;
             }
             var length = MigrationRecords.BatchPlaintextBytes(data, zeros);
-            plain = ArrayPool<byte>.Shared.Rent(length);
-            var span = plain.AsSpan(0, length);
+            var record = output[..(length + protector.Overhead)];
+            var span = record.Slice(protector.HeaderSize, length);
             BinaryPrimitives.WriteInt32LittleEndian(span, round);
             BinaryPrimitives.WriteInt32LittleEndian(span[4..], data);
             BinaryPrimitives.WriteInt32LittleEndian(span[8..], zeros);
@@ -94,13 +97,13 @@ public sealed class EnclaveSource
             }
             long seq;
             lock (sequences) seq = sequences[stream]++;
-            return protector.Protect(new RecordContext(MigrationRecordKind.PageBatch, stream, seq), span, output);
+            protector.ProtectInPlace(new RecordContext(MigrationRecordKind.PageBatch, stream, seq), record);
+            return record.Length;
         }
         finally
         {
             ArrayPool<long>.Shared.Return(dataPages);
             ArrayPool<long>.Shared.Return(zeroPages);
-            if (plain is not null) ArrayPool<byte>.Shared.Return(plain);
         }
     }
 

@@ -45,6 +45,22 @@ public interface IRecordProtector
     /// <summary>Checks a protected record against its expected context; writes the plaintext; returns its length.</summary>
     int Open(in RecordContext context, ReadOnlySpan<byte> record, Span<byte> plaintext);
 
+    /// <summary>
+    /// Where a protected record's plaintext lies: <see cref="ProtectInPlace"/> and <see cref="OpenInPlace"/> work on
+    /// records of <see cref="HeaderSize"/> bytes, the plaintext, and <see cref="Overhead"/> − HeaderSize bytes.
+    /// </summary>
+    int HeaderSize { get; }
+
+    /// <summary>
+    /// Like <see cref="Protect"/> without a copy: the plaintext already lies at <see cref="HeaderSize"/> in
+    /// <paramref name="record"/>, which is exactly the protected length (plaintext + <see cref="Overhead"/>). Page
+    /// batches are read from memory straight into the record this way.
+    /// </summary>
+    void ProtectInPlace(in RecordContext context, Span<byte> record);
+
+    /// <summary>Like <see cref="Open"/> without a copy: on return the plaintext lies at <see cref="HeaderSize"/>; returns its length.</summary>
+    int OpenInPlace(in RecordContext context, Span<byte> record);
+
     /// <summary>Destination side: protects a reply to the source (Ready, Resumed) on the control stream's reverse direction.</summary>
     int ProtectReply(in RecordContext context, ReadOnlySpan<byte> plaintext, Span<byte> output);
 
@@ -65,18 +81,37 @@ public sealed class PlainRecordProtector : IRecordProtector
 
     public int Overhead => HeaderBytes + 8;
 
+    public int HeaderSize => HeaderBytes;
+
     public int Protect(in RecordContext context, ReadOnlySpan<byte> plaintext, Span<byte> output)
     {
-        output[0] = (byte)context.Kind;
-        BinaryPrimitives.WriteInt32LittleEndian(output[1..], context.Stream);
-        BinaryPrimitives.WriteInt64LittleEndian(output[5..], context.Sequence);
         plaintext.CopyTo(output[HeaderBytes..]);
-        var length = HeaderBytes + plaintext.Length;
-        BinaryPrimitives.WriteUInt64LittleEndian(output[length..], XxHash64.Hash(output[..length]));
-        return length + 8;
+        var length = plaintext.Length + Overhead;
+        ProtectInPlace(context, output[..length]);
+        return length;
+    }
+
+    public void ProtectInPlace(in RecordContext context, Span<byte> record)
+    {
+        if (record.Length < Overhead) throw new ArgumentException("record is shorter than a header and a checksum", nameof(record));
+        record[0] = (byte)context.Kind;
+        BinaryPrimitives.WriteInt32LittleEndian(record[1..], context.Stream);
+        BinaryPrimitives.WriteInt64LittleEndian(record[5..], context.Sequence);
+        var length = record.Length - 8;
+        BinaryPrimitives.WriteUInt64LittleEndian(record[length..], XxHash64.Hash(record[..length]));
     }
 
     public int Open(in RecordContext context, ReadOnlySpan<byte> record, Span<byte> plaintext)
+    {
+        var body = Check(context, record);
+        body.CopyTo(plaintext);
+        return body.Length;
+    }
+
+    public int OpenInPlace(in RecordContext context, Span<byte> record) => Check(context, record).Length;
+
+    /// <summary>Checks a record's checksum and context; returns its body (in place).</summary>
+    private ReadOnlySpan<byte> Check(in RecordContext context, ReadOnlySpan<byte> record)
     {
         if (record.Length < Overhead) throw new MigrationIntegrityException("record too short");
         var length = record.Length - 8;
@@ -91,9 +126,7 @@ public sealed class PlainRecordProtector : IRecordProtector
         {
             throw new MigrationIntegrityException($"expected {context.Kind} #{context.Sequence} on stream {context.Stream}, got {kind} #{seq} on stream {stream}");
         }
-        var body = record[HeaderBytes..length];
-        body.CopyTo(plaintext);
-        return body.Length;
+        return record[HeaderBytes..length];
     }
 
     // Plain records look the same in both directions; the kinds tell replies apart.

@@ -38,6 +38,8 @@ public sealed class SessionRecordProtector : IRecordProtector, IDisposable
 
     public int Overhead => SealedRecord.HeaderSize + SealedRecord.TagSize;
 
+    public int HeaderSize => SealedRecord.HeaderSize;
+
     /// <summary>True once keyed from an established session.</summary>
     public bool IsKeyed => sealers is not null || openers is not null;
 
@@ -75,7 +77,12 @@ public sealed class SessionRecordProtector : IRecordProtector, IDisposable
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown record kind"),
     };
 
-    public int Protect(in RecordContext context, ReadOnlySpan<byte> plaintext, Span<byte> output)
+    public int Protect(in RecordContext context, ReadOnlySpan<byte> plaintext, Span<byte> output) =>
+        SealerFor(context).Seal(Map(context.Kind), 0, 0, plaintext, output);
+
+    public void ProtectInPlace(in RecordContext context, Span<byte> record) => SealerFor(context).SealInPlace(Map(context.Kind), 0, 0, record);
+
+    private RecordSealer SealerFor(in RecordContext context)
     {
         var all = sealers ?? throw new InvalidOperationException("no established migration session: records cannot be sealed before the attestation handshake");
         if ((uint)context.Stream >= (uint)all.Length) throw new ArgumentOutOfRangeException(nameof(context), $"stream {context.Stream} outside 0..{all.Length - 1}");
@@ -84,28 +91,56 @@ public sealed class SessionRecordProtector : IRecordProtector, IDisposable
         {
             throw new InvalidOperationException($"stream {context.Stream}: record {context.Sequence} sealed out of order (next is {sealer.Summary.Records})");
         }
-        return sealer.Seal(Map(context.Kind), 0, 0, plaintext, output);
+        return sealer;
     }
 
     public int Open(in RecordContext context, ReadOnlySpan<byte> record, Span<byte> plaintext)
     {
-        var all = openers ?? throw new MigrationIntegrityException("no established migration session: sealed records cannot be opened before the attestation handshake");
-        if ((uint)context.Stream >= (uint)all.Length) throw new MigrationIntegrityException($"sealed record on unknown stream {context.Stream}");
+        var opener = OpenerFor(context);
         OpenedRecord info;
         try
         {
-            info = all[context.Stream].Open(record, plaintext);
+            info = opener.Open(record, plaintext);
         }
         catch (SealedDataException e)
         {
             throw new MigrationIntegrityException($"sealed record refused ({e.Failure}): {e.Message}");
         }
+        Expect(context, info, plaintext);
+        return info.PayloadLength;
+    }
+
+    public int OpenInPlace(in RecordContext context, Span<byte> record)
+    {
+        var opener = OpenerFor(context);
+        OpenedRecord info;
+        try
+        {
+            info = opener.OpenInPlace(record);
+        }
+        catch (SealedDataException e)
+        {
+            throw new MigrationIntegrityException($"sealed record refused ({e.Failure}): {e.Message}");
+        }
+        Expect(context, info, record[SealedRecord.HeaderSize..]);
+        return info.PayloadLength;
+    }
+
+    private RecordOpener OpenerFor(in RecordContext context)
+    {
+        var all = openers ?? throw new MigrationIntegrityException("no established migration session: sealed records cannot be opened before the attestation handshake");
+        if ((uint)context.Stream >= (uint)all.Length) throw new MigrationIntegrityException($"sealed record on unknown stream {context.Stream}");
+        return all[context.Stream];
+    }
+
+    /// <summary>An authentic record must still be the one due here: the kind and sequence the driver expects.</summary>
+    private static void Expect(in RecordContext context, OpenedRecord info, Span<byte> plaintext)
+    {
         if (info.Kind != Map(context.Kind) || info.Sequence != (ulong)context.Sequence)
         {
             plaintext[..info.PayloadLength].Clear();
             throw new MigrationIntegrityException($"stream {context.Stream}: expected {context.Kind} record {context.Sequence}, got an authentic {info.Kind} record {info.Sequence}");
         }
-        return info.PayloadLength;
     }
 
     public int ProtectReply(in RecordContext context, ReadOnlySpan<byte> plaintext, Span<byte> output)

@@ -18,6 +18,8 @@ public sealed class Frame : IDisposable
     public MessageType Type { get; }
     public int Length { get; }
     public ReadOnlySpan<byte> Payload => buffer.AsSpan(0, Length);
+    /// <summary>The payload for a consumer that works on it in place (e.g. decrypts a page batch where it lies).</summary>
+    public Span<byte> WritablePayload => buffer.AsSpan(0, Length);
     public ReadOnlyMemory<byte> Memory => buffer.AsMemory(0, Length);
 
     public void Dispose()

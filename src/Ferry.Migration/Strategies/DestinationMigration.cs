@@ -163,7 +163,7 @@ public sealed class DestinationMigration
                     }
                     if (f.Type == MessageType.PageBatch)
                     {
-                        enclave.ApplyBatch(0, f.Payload);
+                        enclave.ApplyBatchInPlace(0, f.WritablePayload);
                         continue;
                     }
                     if (f.Type == MessageType.EpochIntent)
@@ -260,7 +260,7 @@ public sealed class DestinationMigration
             switch (f.Type)
             {
                 case MessageType.PageBatch:
-                    enclave.ApplyBatch(0, f.Payload);
+                    enclave.ApplyBatchInPlace(0, f.WritablePayload);
                     break;
                 case MessageType.PostCopyDone:
                     announced = Messages.ParsePages(f.Payload);
@@ -279,7 +279,7 @@ public sealed class DestinationMigration
             if (done == read)
             {
                 using var f = await read.ConfigureAwait(false) ?? throw new ProtocolException("control stream closed before every page arrived");
-                if (f.Type == MessageType.PageBatch) enclave.ApplyBatch(0, f.Payload);
+                if (f.Type == MessageType.PageBatch) enclave.ApplyBatchInPlace(0, f.WritablePayload);
                 continue;
             }
             if (done != pending && deadline.Elapsed > peerTimeout) throw new TimeoutException("pages missing after the source finished post-copy");
@@ -385,7 +385,7 @@ public sealed class DestinationMigration
             using var f = await stream.ReadAsync(ct).ConfigureAwait(false);
             if (f is null) return;
             if (f.Type != MessageType.PageBatch) throw new ProtocolException($"unexpected {f.Type} on page stream {index}");
-            enclave.ApplyBatch(index, f.Payload);
+            enclave.ApplyBatchInPlace(index, f.WritablePayload);
         }
     }
 
