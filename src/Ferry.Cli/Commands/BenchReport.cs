@@ -79,6 +79,12 @@ public static class BenchReport
             sb.AppendLine("the outputs of both builds are checked to be identical. (Post-copy presence checks are not measured here: the");
             sb.AppendLine("engine supports them only in a migration's destination, not in a freshly started instance.)");
             sb.AppendLine();
+            sb.AppendLine("**Indicative only.** Whole-run CPU time includes compiling, the JIT's tier-up work and each build's luck in where");
+            sb.AppendLine("the JIT places `main`'s on-stack-replacement code (two builds of identical code run up to 1.4× apart here:");
+            sb.AppendLine("docs/benchmarks.md, safe points); per-program ratios of two runs of this benchmark on one day differed by as much as");
+            sb.AppendLine("0.8 (microbench 1.16 and 1.95, hashjoin 1.14 and 0.73). The ≤ 5 % goal is judged by");
+            sb.AppendLine("`dotnet run -c Release --project bench/Ferry.Bench -- engine tracking` (docs/benchmarks.md, \"tracking\" row).");
+            sb.AppendLine();
             sb.AppendLine("| program | arguments | plain CPU s | tracked CPU s | tracking overhead (CPU) | (wall) |");
             sb.AppendLine("|---|---|---:|---:|---:|---:|");
             foreach (var o in r.Overhead)
@@ -139,7 +145,8 @@ public static class BenchReport
             var mean = overhead.Average(o => o.TrackingOverhead);
             var max = overhead.MaxBy(o => o.TrackingOverhead)!;
             goals.Add(("compiler tracking overhead ≤ 5% on the suite",
-                $"mean {F(mean * 100, "+0.0;-0.0")}%, worst {max.Workload} {F(max.TrackingOverhead * 100, "+0.0;-0.0")}%", mean <= 0.05 ? (max.TrackingOverhead <= 0.05 ? "yes" : "on average (not for every program)") : "no"));
+                $"this run (indicative, whole runs): mean {F(mean * 100, "+0.0;-0.0")}%, worst {max.Workload} {F(max.TrackingOverhead * 100, "+0.0;-0.0")}%",
+                "judged by `engine tracking` (3 builds per variant, best runs; docs/benchmarks.md)"));
         }
         var kernel = r.Migrations.Where(m => m.Tracking == "kernel").ToList();
         if (kernel.Count > 0)
@@ -169,7 +176,7 @@ public static class BenchReport
         var overhead = r.Overhead.Where(o => o.Error is null).ToList();
         if (overhead.Count > 0)
         {
-            rows.Add($"| migration | compiled write tracking, suite mean ({overhead.Count} programs) | {F(overhead.Average(o => o.TrackedSeconds / o.PlainSeconds), "0.000")}× run time | untracked build | `ferry bench migration` ([details](benchmarks-migration.md)) | {date} |");
+            rows.Add($"| migration | compiled write tracking, suite mean ({overhead.Count} programs), whole runs: indicative only (see the `engine tracking` row) | {F(overhead.Average(o => o.TrackedSeconds / o.PlainSeconds), "0.000")}× run time | untracked build | `ferry bench migration` ([details](benchmarks-migration.md)) | {date} |");
         }
         return rows;
     }
