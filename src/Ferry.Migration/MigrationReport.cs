@@ -44,8 +44,6 @@ public sealed record MigrationReport
     public double AutoConvergeShare { get; init; }
     /// <summary>Time the guest spent frozen by auto-converge while the rounds ran (not downtime: it ran in between).</summary>
     public double ThrottledMs { get; init; }
-    /// <summary>Pre-copy: the freeze was auto-converge's pause in which the last dirty set was collected (kept, not ended).</summary>
-    public bool FrozeInThrottlePause { get; init; }
     public double BandwidthMBps { get; init; }
     public IReadOnlyList<RoundReport> RoundDetails { get; init; } = [];
     public long PostCopyFaults { get; init; }

@@ -330,14 +330,11 @@ public class MigrationTests
         {
             Assert.Equal(0.9, report.AutoConvergeShare, 3);
             Assert.True(report.ThrottledMs > 0, "the guest was never frozen by the throttle");
-            // The last dirty set was collected in a throttle pause, which became the freeze (no run in between).
-            Assert.True(report.FrozeInThrottlePause, "the freeze was not the throttle's pause");
         }
         else
         {
             Assert.Equal(0, report.AutoConvergeShare);
             Assert.Equal(0, report.ThrottledMs);
-            Assert.False(report.FrozeInThrottlePause);
         }
         var end = await dest.Enclave.Program!.Completion.WaitAsync(TimeSpan.FromSeconds(120));
         Assert.Equal(GuestEndKind.Exited, end.Kind);

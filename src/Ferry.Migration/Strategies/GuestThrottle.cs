@@ -51,19 +51,6 @@ internal sealed class GuestThrottle : IAsyncDisposable
 
     private async Task CycleAsync()
     {
-        try
-        {
-            await CycleCoreAsync().ConfigureAwait(false);
-        }
-        finally
-        {
-            // No pause will come any more: whoever waits for one goes on without.
-            Interlocked.Exchange(ref pauseWanted, null)?.TrySetResult(null);
-        }
-    }
-
-    private async Task CycleCoreAsync()
-    {
         var token = stop.Token;
         while (true)
         {
@@ -77,38 +64,15 @@ internal sealed class GuestThrottle : IAsyncDisposable
                 return;
             }
             var pausedAt = Stopwatch.GetTimestamp();
-            FrozenGuest frozen;
             try
             {
                 // Never abandoned once asked for: a freeze that completed after we stopped waiting would leave the
                 // guest frozen with nobody to unfreeze it.
-                frozen = await enclave.FreezeAsync().ConfigureAwait(false);
+                await enclave.FreezeAsync().ConfigureAwait(false);
             }
             catch (GuestNotRunningException)
             {
                 return; // the program ended; the migration notices on its own
-            }
-            if (Interlocked.Exchange(ref pauseWanted, null) is { } wanted)
-            {
-                var pause = new Pause(frozen);
-                wanted.TrySetResult(pause);
-                bool kept;
-                try
-                {
-                    kept = await pause.Decision.WaitAsync(token).ConfigureAwait(false);
-                }
-                catch (OperationCanceledException)
-                {
-                    // Stopping. A Keep just before the stop still counts: the decision's continuation runs
-                    // asynchronously, so the cancellation can win this wait although the decision came first.
-                    // Without a decision the guest runs again below.
-                    kept = pause.Decision.IsCompletedSuccessfully && pause.Decision.Result;
-                }
-                if (kept)
-                {
-                    Interlocked.Add(ref frozenTicks, Stopwatch.GetTimestamp() - pausedAt);
-                    return; // the guest stays frozen: the migration's freeze now
-                }
             }
             try
             {
@@ -127,47 +91,7 @@ internal sealed class GuestThrottle : IAsyncDisposable
         }
     }
 
-    /// <summary>True once cycles run (the first <see cref="Raise"/>) and until they stop.</summary>
-    public bool IsActive => loop is { IsCompleted: false };
-
-    private TaskCompletionSource<Pause?>? pauseWanted;
-
-    /// <summary>
-    /// Waits for the throttle's next pause and returns it with the guest frozen, before the pause's wait begins; the
-    /// caller must <see cref="Pause.Keep"/> or <see cref="Pause.Release"/> it at once. Null when no pause will come
-    /// (the throttle is not active or stopped, or the guest ended). This is how pre-copy ends without a burst: it
-    /// collects the last dirty set while the guest is frozen anyway, and if that set fits the downtime, keeps the
-    /// pause as the migration's freeze — the last round then holds exactly that set. Stopping the throttle and
-    /// then freezing let the guest run at full speed in between (for as long as the freeze took to be scheduled
-    /// on a loaded host), and a throttled btree wrote 300–1,100 pages into the last round there.
-    /// </summary>
-    public Task<Pause?> NextPauseAsync(CancellationToken ct)
-    {
-        var wanted = new TaskCompletionSource<Pause?>(TaskCreationOptions.RunContinuationsAsynchronously);
-        Interlocked.Exchange(ref pauseWanted, wanted)?.TrySetResult(null);
-        if (!IsActive) Interlocked.Exchange(ref pauseWanted, null)?.TrySetResult(null);
-        return wanted.Task.WaitAsync(ct);
-    }
-
-    /// <summary>A throttle pause handed to the migration: the guest is frozen until the pause is released.</summary>
-    public sealed class Pause(FrozenGuest frozen)
-    {
-        private readonly TaskCompletionSource<bool> decision = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        internal Task<bool> Decision => decision.Task;
-
-        /// <summary>Ends the throttle with the guest still frozen and returns that freeze (the migration's own now).</summary>
-        public FrozenGuest Keep()
-        {
-            if (!decision.TrySetResult(true)) throw new InvalidOperationException("the pause was already decided");
-            return frozen;
-        }
-
-        /// <summary>Lets the pause run its course (the guest runs again at its end).</summary>
-        public void Release() => decision.TrySetResult(false);
-    }
-
-    /// <summary>Stops the cycles; when this returns the guest runs (unless it ended, or a pause was kept).</summary>
+    /// <summary>Stops the cycles; when this returns the guest runs (unless it ended).</summary>
     public async ValueTask DisposeAsync()
     {
         if (disposed) return;

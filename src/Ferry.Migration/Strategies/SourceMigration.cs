@@ -106,13 +106,11 @@ public sealed class SourceMigration
 
     /// <summary>Pre-copy's auto-converge, once the rounds started (null otherwise or when off).</summary>
     private GuestThrottle? throttle;
-    private bool frozeInThrottlePause;
 
     private MigrationReport Report(FrozenGuestInfo freeze, long resumedAt, double postCopyMs, Stopwatch total) => new()
     {
         AutoConvergeShare = throttle?.Share ?? 0,
         ThrottledMs = throttle?.Frozen.TotalMilliseconds ?? 0,
-        FrozeInThrottlePause = frozeInThrottlePause,
         MigrationId = migrationId.ToString(),
         Strategy = options.Strategy,
         Tracking = options.Tracking,
@@ -243,38 +241,18 @@ public sealed class SourceMigration
                 var dirty = new List<long>();
                 var previous = long.MaxValue;
                 var stalled = 0;
-                FrozenGuestInfo? keptPause = null;
                 if (strategy == Strategy.PreCopy)
                 {
                     if (options.AutoConverge) throttle = new GuestThrottle(enclave, options.AutoConvergePeriod);
                     while (true)
                     {
                         dirty.Clear();
-                        // Throttled: collect at the start of the throttle's next pause, while the guest is frozen
-                        // anyway; if this is the last set, that pause becomes the freeze (GuestThrottle.NextPauseAsync).
-                        var pause = throttle is { IsActive: true } ? await throttle.NextPauseAsync(linked.Token).ConfigureAwait(false) : null;
-                        bool last;
-                        try
-                        {
-                            tracker.Collect(dirty);
-                            var estimateMs = dirty.Count * (double)MigrationRecords.PageSize / bandwidth;
-                            // Fits the target: stop, unless the set is still shrinking fast (to half or less of the
-                            // round just sent) and not yet tiny; then one more short round while the guest runs.
-                            last = round >= options.MaxRounds || stalled >= 3
-                                || (estimateMs <= options.DowntimeTarget.TotalMilliseconds && (dirty.Count <= options.SettlePages || dirty.Count * 2L > previous));
-                            if (last && pause is not null)
-                            {
-                                var f = pause.Keep();
-                                frozen = true;
-                                frozeInThrottlePause = true;
-                                keptPause = new FrozenGuestInfo(f.FrozenAtUnixNanos, f.FreezeLatency);
-                            }
-                        }
-                        finally
-                        {
-                            pause?.Release(); // no-op once kept
-                        }
-                        if (last) break;
+                        tracker.Collect(dirty);
+                        var estimateMs = dirty.Count * (double)MigrationRecords.PageSize / bandwidth;
+                        if (round >= options.MaxRounds || stalled >= 3) break;
+                        // Fits the target: stop, unless the set is still shrinking fast (to half or less of the
+                        // round just sent) and not yet tiny; then one more short round while the guest runs.
+                        if (estimateMs <= options.DowntimeTarget.TotalMilliseconds && (dirty.Count <= options.SettlePages || dirty.Count * 2L > previous)) break;
                         if (dirty.Count > previous * 0.8 && throttle is { CanRaise: true })
                         {
                             // Not converging (fast enough): slow the guest down before counting it as stalled.
@@ -297,8 +275,8 @@ public sealed class SourceMigration
                         round++;
                     }
                 }
-                if (throttle is not null) await throttle.DisposeAsync().ConfigureAwait(false); // the guest runs normally again (unless its pause was kept)
-                freeze = keptPause ?? await FreezeAsync().ConfigureAwait(false);
+                if (throttle is not null) await throttle.DisposeAsync().ConfigureAwait(false); // the guest runs normally again
+                freeze = await FreezeAsync().ConfigureAwait(false);
                 // Pages left from the last estimate plus those written since. The guest is frozen: a bitmap, not a
                 // hash set and a sort (hybrid at 3 GiB has ~330,000 pages here: tens of milliseconds of downtime).
                 var union = PageBitmap.Of(dirty, enclave.PageCount);
