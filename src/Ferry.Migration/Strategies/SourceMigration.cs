@@ -84,6 +84,8 @@ public sealed class SourceMigration
     private bool committed;
     /// <summary>After a failure past the commit, the destination's agent confirmed the guest runs there (or ran to its end).</summary>
     private bool destinationConfirmed;
+    /// <summary>After a failed commit: why the destination could not be asked, or what it answered (for the error message).</summary>
+    private string? afterCommitOutcome;
     /// <summary>When the guest started on the destination (Resumed arrived), or null.</summary>
     private long? resumedAtNanos;
     private Stopwatch? postCopyClock;
@@ -358,7 +360,9 @@ public sealed class SourceMigration
                 };
             }
             throw new MigrationFailedException(
-                resumedHere ? $"migration failed; the workload continues on the source: {e.Message}" : $"migration failed after commit: {e.Message}",
+                resumedHere
+                    ? $"migration failed; the workload continues on the source: {e.Message}"
+                    : $"migration failed after commit: {e.Message}" + (afterCommitOutcome is null ? "" : $"; {afterCommitOutcome}"),
                 resumedHere, e);
         }
         finally
@@ -677,10 +681,12 @@ public sealed class SourceMigration
                 answer = await confirm(migrationId, ct).ConfigureAwait(false);
                 runsThere = answer.Running;
                 destinationConfirmed = runsThere;
+                afterCommitOutcome = runsThere ? "the destination says the guest runs there" : "the destination says the guest does not run there";
             }
-            catch (Exception)
+            catch (Exception x)
             {
                 runsThere = true; // unknown: never risk two copies
+                afterCommitOutcome = $"the destination could not say whether the guest runs there ({x.GetType().Name}: {x.Message})";
             }
         }
         if (!runsThere && options.ResumeAfterFailedCommit)
