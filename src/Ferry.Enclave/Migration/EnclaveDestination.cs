@@ -279,21 +279,24 @@ public sealed class EnclaveDestination : IDisposable
     }
 
     /// <summary>
-    /// Opens the next record of <paramref name="stream"/> (which must be of <paramref name="kind"/> and carry the
-    /// stream's next sequence number) into <paramref name="plaintext"/>; returns its length. A refused record
-    /// leaves the count unchanged (the protector refuses everything after it anyway).
+    /// Opens a small control record (state, epoch intent, commit) into the start of <paramref name="buffer"/>, which
+    /// must hold the whole record: copied there and opened in place (<see cref="OpenNextInPlace"/>). Returns the
+    /// plaintext's length.
     /// </summary>
-    private int OpenNext(MigrationRecordKind kind, int stream, ReadOnlySpan<byte> record, Span<byte> plaintext)
+    private int OpenNext(MigrationRecordKind kind, int stream, ReadOnlySpan<byte> record, Span<byte> buffer)
     {
-        lock (streamGates[stream])
-        {
-            var n = protector.Open(new RecordContext(kind, stream, opened[stream]), record, plaintext);
-            opened[stream]++;
-            return n;
-        }
+        record.CopyTo(buffer);
+        var n = OpenNextInPlace(kind, stream, buffer[..record.Length]);
+        buffer.Slice(protector.HeaderSize, n).CopyTo(buffer); // overlapping: CopyTo moves like memmove
+        return n;
     }
 
-    /// <summary>Like <see cref="OpenNext"/>, leaving the plaintext in the record at the protector's header size.</summary>
+    /// <summary>
+    /// Opens the next record of <paramref name="stream"/> (which must be of <paramref name="kind"/> and carry the
+    /// stream's next sequence number) where it lies: on return the plaintext is at the protector's header size;
+    /// returns its length. A refused record leaves the count unchanged (the protector refuses everything after it
+    /// anyway).
+    /// </summary>
     private int OpenNextInPlace(MigrationRecordKind kind, int stream, Span<byte> record)
     {
         lock (streamGates[stream])
@@ -464,8 +467,7 @@ public sealed class EnclaveDestination : IDisposable
     {
         if (record.Length > 256) throw new MigrationIntegrityException($"an epoch intent of {record.Length} bytes");
         Span<byte> body = stackalloc byte[256];
-        int n;
-        n = OpenNext(MigrationRecordKind.EpochIntent, 0, record, body);
+        var n = OpenNext(MigrationRecordKind.EpochIntent, 0, record, body);
         if (n < 9 || body[0] != (byte)MigrationRecordKind.EpochIntent) throw new MigrationIntegrityException("not an epoch intent");
         admission?.Anticipate(body[1..(n - 8)], BinaryPrimitives.ReadUInt64LittleEndian(body[(n - 8)..n]));
     }
