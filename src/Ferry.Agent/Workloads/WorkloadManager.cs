@@ -42,6 +42,13 @@ public sealed partial class WorkloadManager : IDisposable
 
     private readonly AgentOptions options;
     private readonly object gate = new();
+
+    /// <summary>
+    /// Held while a directory moves to the history together with its migration index entry, and while an entry is
+    /// read: a reader never sees an index that points at a directory already moved away (a source resolving a lost
+    /// acknowledgement would otherwise read "no status" for a destination that is being archived that moment).
+    /// </summary>
+    private readonly object indexGate = new();
     private readonly Dictionary<string, Entry> entries = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource stopping = new();
     private readonly Task monitor;
@@ -173,14 +180,17 @@ public sealed partial class WorkloadManager : IDisposable
         if (!Directory.Exists(e.Dir.Path)) return;
         StandbyRuntime.RemoveLink(e.Dir);
         var target = Path.Combine(HistoryRoot, $"{e.Spec.Id}-{DateTime.UtcNow:yyyyMMddHHmmssfff}-{RandomNumberGenerator.GetHexString(4, true)}");
-        try
+        lock (indexGate)
         {
-            Directory.Move(e.Dir.Path, target);
-            if (e.Spec.MigrationId is { } mid) WriteMigrationIndex(mid, e.Spec.Id, target);
-        }
-        catch (IOException)
-        {
-            // Another path archived it first.
+            try
+            {
+                Directory.Move(e.Dir.Path, target);
+                if (e.Spec.MigrationId is { } mid) WriteMigrationIndex(mid, e.Spec.Id, target);
+            }
+            catch (IOException)
+            {
+                // Another path archived it first.
+            }
         }
     }
 
@@ -556,20 +566,47 @@ public sealed partial class WorkloadManager : IDisposable
     // ---- Destination side ----
 
     /// <summary>migrations/ID holds ["workload id", "directory"] of each incoming migration (the directory moves when archived).</summary>
-    private void WriteMigrationIndex(string migrationId, string workloadId, string dir) =>
-        File.WriteAllText(Path.Combine(MigrationsRoot, migrationId), JsonSerializer.Serialize(new[] { workloadId, dir }));
+    /// <remarks>Written beside and renamed over the old entry: a reader sees the old or the new one, never a part.</remarks>
+    private void WriteMigrationIndex(string migrationId, string workloadId, string dir)
+    {
+        var path = Path.Combine(MigrationsRoot, migrationId);
+        var temp = $"{path}.{RandomNumberGenerator.GetHexString(8, true)}.tmp";
+        lock (indexGate)
+        {
+            File.WriteAllText(temp, JsonSerializer.Serialize(new[] { workloadId, dir }));
+            File.Move(temp, path, overwrite: true);
+        }
+    }
 
     private (string WorkloadId, WorkloadDirectory Dir)? ReadMigrationIndex(string migrationId)
     {
         if (!Guid.TryParse(migrationId, out var guid)) return null;
         try
         {
-            var parts = JsonSerializer.Deserialize<string[]>(File.ReadAllText(Path.Combine(MigrationsRoot, guid.ToString())));
+            string text;
+            lock (indexGate) text = File.ReadAllText(Path.Combine(MigrationsRoot, guid.ToString()));
+            var parts = JsonSerializer.Deserialize<string[]>(text);
             return parts is [var id, var dir] ? (id, new WorkloadDirectory(dir)) : null;
         }
         catch (Exception e) when (e is IOException or JsonException)
         {
             return null;
+        }
+    }
+
+    /// <summary>
+    /// An incoming migration's directory and its runtime's status, read so that an archive moving the directory in
+    /// between cannot make a runtime that took over look like one that never started: the status is read again at
+    /// the directory's new place.
+    /// </summary>
+    private async Task<(string WorkloadId, WorkloadDirectory Dir, WorkloadStatus? Status, bool Alive)> ReadIncomingAsync(string migrationId, CancellationToken ct)
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            var (workloadId, dir) = ReadMigrationIndex(migrationId) ?? throw new AgentRequestException(404, $"no migration {migrationId} on agent {options.Name}");
+            var (status, alive) = await LiveStatusAsync(dir, ct).ConfigureAwait(false);
+            // A directory is archived at most once, so one more reading sees it settled.
+            if (status is not null || Directory.Exists(dir.Path) || attempt == 1) return (workloadId, dir, status, alive);
         }
     }
 
@@ -638,8 +675,7 @@ public sealed partial class WorkloadManager : IDisposable
     /// <summary>Where an incoming migration is (live figures from its runtime when it is up).</summary>
     public async Task<MigrationInfo> MigrationAsync(string migrationId, CancellationToken ct)
     {
-        var (workloadId, dir) = ReadMigrationIndex(migrationId) ?? throw new AgentRequestException(404, $"no migration {migrationId} on agent {options.Name}");
-        var (status, alive) = await LiveStatusAsync(dir, ct).ConfigureAwait(false);
+        var (workloadId, dir, status, alive) = await ReadIncomingAsync(migrationId, ct).ConfigureAwait(false);
         var phase = status?.Incoming?.Phase ?? IncomingPhases.Waiting;
         if (!alive && !TookOver(status)) phase = IncomingPhases.Failed;
         return new MigrationInfo
@@ -679,8 +715,7 @@ public sealed partial class WorkloadManager : IDisposable
     /// </summary>
     public async Task<ResolveResponse> ResolveAsync(string migrationId, CancellationToken ct)
     {
-        var (_, dir) = ReadMigrationIndex(migrationId) ?? throw new AgentRequestException(404, $"no migration {migrationId} on agent {options.Name}");
-        var (status, alive) = await LiveStatusAsync(dir, ct).ConfigureAwait(false);
+        var (_, dir, status, alive) = await ReadIncomingAsync(migrationId, ct).ConfigureAwait(false);
         if (TookOver(status) && (alive || WorkloadStates.IsFinal(status!.State)))
         {
             return new ResolveResponse("running", $"the workload runs on agent {options.Name} (state {status!.State})");
