@@ -8,8 +8,8 @@ using BenchmarkDotNet.Running;
 //   dotnet run -c Release --project bench/Ferry.Bench -- checkpoint [--json] 1 GiB snapshot write/fsync/restore vs raw
 //                                                                            file I/O, freeze latency per workload
 // engine and checkpoint take part names to run only some (engine: compile kernels safepoints tracking; checkpoint: snapshot
-// freeze), --reps N, --workloads a,b (suite programs to run), and --quick (small sizes: a smoke test, not
-// figures). Tables go to stdout, progress to stderr.
+// freeze), --reps N, --builds N (compilations per variant in the safe-point and tracking tables), --workloads a,b
+// (suite programs to run), and --quick (small sizes: a smoke test, not figures). Tables go to stdout, progress to stderr.
 // They need node, clang (kernels.wasm, workloads/build) and wat2wasm; build/programs/*.wasm (programs/build) are
 // optional. Results and the commands that produced them: docs/benchmarks.md.
 switch (args.Length > 0 ? args[0] : "")

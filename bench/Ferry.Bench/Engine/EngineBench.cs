@@ -29,9 +29,9 @@ public static class EngineBench
         if (options.Runs("safepoints"))
         {
             SafePointKernelBench.Run(report, kernels, options.Quick, options.Reps ?? 5);
-            WorkloadOverheadBench.RunSafePoints(report, options.Suite(), options.Reps ?? 3);
+            WorkloadOverheadBench.RunSafePoints(report, options.Suite(), options.Reps ?? 3, options.Builds ?? WorkloadOverheadBench.DefaultBuilds);
         }
-        if (options.Runs("tracking")) WorkloadOverheadBench.RunTracking(report, options.Suite(), options.Reps ?? 3);
+        if (options.Runs("tracking")) WorkloadOverheadBench.RunTracking(report, options.Suite(), options.Reps ?? 3, options.Builds ?? WorkloadOverheadBench.DefaultBuilds);
         report.Finish();
     }
 }
