@@ -284,6 +284,55 @@ public sealed class SealedMigrationTests : IDisposable
         destination.Dispose();
     }
 
+    [Fact]
+    public async Task A_sealed_frame_hint_lets_the_destination_compile_the_resume_code_before_the_state_and_tampering_is_refused()
+    {
+        async Task<(EnclaveSource Source, EnclaveDestination Destination)> FrozenPairAsync()
+        {
+            var (src, dst) = KeyedPair(2);
+            var env = new GateEnvironment(open: false);
+            var program = GuestProgram.Create(Wat.Load(WriterBytes), env, CompileOptions.Default with { DirtyTracking = true }, InstanceOptions.Default);
+            program.Start();
+            await env.Waiting.Task.WaitAsync(TimeSpan.FromSeconds(30));
+            var source = new EnclaveSource(program, src, 2);
+            await source.FreezeAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            var destination = new EnclaveDestination(Wat.Load(WriterBytes), CompileOptions.Default, InstanceOptions.Default,
+                _ => new GateEnvironment(open: true), dst, 2);
+            return (source, destination);
+        }
+
+        // With the hint, every resume version is ready before the state arrives.
+        var (source, destination) = await FrozenPairAsync();
+        destination.OpenFrameHint(source.SealFrameHint());
+        await destination.HintedResume.WaitAsync(TimeSpan.FromSeconds(30));
+        destination.CompleteState(destination.OpenState(source.SealState(0, null, 2)));
+        Assert.Equal(0, destination.ResumeVersionsCompiledAfterState);
+        source.Unfreeze();
+        destination.Dispose();
+
+        // Without it (a fresh destination: its own compiled module), they are compiled before Ready, not at the start.
+        (source, destination) = await FrozenPairAsync();
+        destination.CompleteState(destination.OpenState(source.SealState(0, null, 2)));
+        Assert.True(destination.ResumeVersionsCompiledAfterState > 0);
+        source.Unfreeze();
+        destination.Dispose();
+
+        // A modified hint is refused like any other sealed record.
+        (source, destination) = await FrozenPairAsync();
+        var hint = source.SealFrameHint();
+        hint[^1] ^= 1;
+        Assert.Throws<MigrationIntegrityException>(() => destination.OpenFrameHint(hint));
+        source.Unfreeze();
+        destination.Dispose();
+    }
+
+    [Fact]
+    public void A_frame_hint_naming_code_the_module_does_not_have_is_skipped()
+    {
+        var compiled = ModuleCompiler.Compile(Wat.Load(WriterBytes), CompileOptions.Default);
+        Execution.PrecompileResume(compiled, [(int.MaxValue, 0), (-1, 0), (compiled.Module.FunctionCount - 1, int.MaxValue)]);
+    }
+
     [Theory]
     [InlineData(Strategy.StopCopy)]
     [InlineData(Strategy.PreCopy)]

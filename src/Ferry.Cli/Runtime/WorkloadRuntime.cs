@@ -321,6 +321,7 @@ internal sealed partial class WorkloadRuntime : IDisposable
             {
                 Discarded = PublishDiscardProof,
                 BeforeFreeze = () => MigrationWarmup.Start(),
+                Trace = Tracing ? Trace : null,
             };
             result = destination.RunAsync(streams, CancellationToken.None).GetAwaiter().GetResult();
         }

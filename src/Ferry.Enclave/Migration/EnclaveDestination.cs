@@ -340,7 +340,7 @@ public sealed class EnclaveDestination : IDisposable
     /// Verifies every batch the state announces has arrived (none missing, none extra), then builds the guest
     /// (not yet running). With <paramref name="postCopy"/> the pages the state lists as pending may still arrive.
     /// </summary>
-    public ArrivedState CompleteState(MigrationRecords.StateRecord state)
+    public ArrivedState CompleteState(MigrationRecords.StateRecord state, Action<string>? trace = null)
     {
         lock (gate)
         {
@@ -356,6 +356,7 @@ public sealed class EnclaveDestination : IDisposable
         admission?.Admit(state);
         arrivedEpoch = state.Epoch;
         var compiled = Compiled();
+        trace?.Invoke("memory sized, epoch admitted, code compiled");
 
         var environment = environmentFactory(state.Environment);
         var linker = new Linker();
@@ -365,7 +366,14 @@ public sealed class EnclaveDestination : IDisposable
         absentMap = null; // the instance owns it now
         environment.Bind(instance);
         InstanceStateApplier.Apply(instance, state.Globals, state.Tables, state.DroppedData, state.DroppedElements);
-        frames = StateCodec.ResolveFrames(state.Frames, instance);
+        var resolved = StateCodec.ResolveFrames(state.Frames, instance);
+        frames = resolved;
+        trace?.Invoke("instance rebuilt");
+        // The resume versions of the frozen functions, compiled and JIT-compiled here: the guest's first instruction
+        // then follows Start at once, and this work is counted in the downtime (before Ready) instead of after it.
+        var hinted = hintedResume is { IsCompleted: true } ? "done" : hintedResume is null ? "none" : "still compiling";
+        ResumeVersionsCompiledAfterState = Execution.PrepareResume(instance, resolved);
+        trace?.Invoke($"resume code for {resolved.Length} frames ready (hinted compile: {hinted}; compiled after the state: {ResumeVersionsCompiledAfterState})");
         if (kernelPostCopy && (state.PendingPages is not null || kernel is not null))
         {
             // Every page not pending is here (or was zero on the source); an early registration with nothing pending
@@ -388,6 +396,7 @@ public sealed class EnclaveDestination : IDisposable
             if (!compiled.Options.PresenceChecks) throw new InvalidOperationException("post-copy needs a guest compiled with presence checks");
             lock (gate) postCopy = new PostCopyPages(instance, pending, pageRequester);
         }
+        if (state.PendingPages is not null) trace?.Invoke("post-copy armed");
         program = new GuestProgram(instance, environment);
         return new ArrivedState(state.FrozenAtUnixNanos, state.FinalRound, state.MemoryBytes, state.Epoch, state.Frames.Length, state.PendingPages is not null);
     }
@@ -471,6 +480,46 @@ public sealed class EnclaveDestination : IDisposable
         if (n < 9 || body[0] != (byte)MigrationRecordKind.EpochIntent) throw new MigrationIntegrityException("not an epoch intent");
         admission?.Anticipate(body[1..(n - 8)], BinaryPrimitives.ReadUInt64LittleEndian(body[(n - 8)..n]));
     }
+
+    /// <summary>
+    /// Opens the source's frame hint and compiles the resume code for those frames in the background (see
+    /// <see cref="MigrationRecordKind.FrameHint"/>); <see cref="CompleteState"/> then finds it done or waits for it, and
+    /// compiles only what the state's real frames still need. Invalid entries are skipped: the hint decides nothing.
+    /// </summary>
+    public void OpenFrameHint(ReadOnlySpan<byte> record)
+    {
+        const int limit = 1024; // the body of EnclaveSource.MaxHintedFrames frames plus any protector's overhead
+        if (record.Length > limit) throw new MigrationIntegrityException($"a frame hint of {record.Length} bytes");
+        Span<byte> body = stackalloc byte[limit];
+        var n = OpenNext(MigrationRecordKind.FrameHint, 0, record, body);
+        if (n < 5 || body[0] != (byte)MigrationRecordKind.FrameHint) throw new MigrationIntegrityException("not a frame hint");
+        var count = BinaryPrimitives.ReadInt32LittleEndian(body[1..]);
+        if (count < 0 || count > EnclaveSource.MaxHintedFrames || n != 5 + (count * 8)) throw new MigrationIntegrityException("a malformed frame hint");
+        var frames = new (int Function, int SafePoint)[count];
+        for (var i = 0; i < count; i++)
+        {
+            frames[i] = (BinaryPrimitives.ReadInt32LittleEndian(body[(5 + (i * 8))..]), BinaryPrimitives.ReadInt32LittleEndian(body[(9 + (i * 8))..]));
+        }
+        hintedResume = Task.Run(() =>
+        {
+            try
+            {
+                Execution.PrecompileResume(Compiled(), frames);
+            }
+            catch (Exception)
+            {
+                // Only a head start: a module that failed to compile fails the migration elsewhere.
+            }
+        });
+    }
+
+    private Task? hintedResume;
+
+    /// <summary>Resume versions <see cref="CompleteState"/> still had to compile (0 when a frame hint covered every frame).</summary>
+    public int ResumeVersionsCompiledAfterState { get; private set; }
+
+    /// <summary>The resume code compiled for the frame hint (completed when there was none); for tests and traces.</summary>
+    public Task HintedResume => hintedResume ?? Task.CompletedTask;
 
     /// <summary>Checks the source's protected commit decision (for the epoch of the state that arrived).</summary>
     public void OpenCommit(ReadOnlySpan<byte> record)

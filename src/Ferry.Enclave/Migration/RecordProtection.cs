@@ -24,6 +24,12 @@ public enum MigrationRecordKind : byte
     /// destination can prepare its epoch record meanwhile. A hint: the state decides (see EnclaveDestination.OpenEpochIntent).
     /// </summary>
     EpochIntent = 7,
+    /// <summary>
+    /// Source → destination, right after the freeze: which function and safe point each frozen frame is at (no values),
+    /// so the destination compiles the code that resumes them while the last pages and the state travel. A hint: the
+    /// state's frames decide. Protected like the rest, so a confidential guest's call-stack shape stays hidden.
+    /// </summary>
+    FrameHint = 8,
 }
 
 /// <summary>The context a record is bound to: replaying it in another place is detected.</summary>

@@ -73,7 +73,8 @@ public sealed class SessionRecordProtector : IRecordProtector, IDisposable
     {
         MigrationRecordKind.PageBatch => SealedRecordKind.Pages,
         MigrationRecordKind.State => SealedRecordKind.State,
-        MigrationRecordKind.Commit or MigrationRecordKind.Ready or MigrationRecordKind.Resumed or MigrationRecordKind.Discarded or MigrationRecordKind.EpochIntent => SealedRecordKind.Control,
+        MigrationRecordKind.Commit or MigrationRecordKind.Ready or MigrationRecordKind.Resumed or MigrationRecordKind.Discarded or MigrationRecordKind.EpochIntent
+            or MigrationRecordKind.FrameHint => SealedRecordKind.Control,
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown record kind"),
     };
 

@@ -47,4 +47,9 @@ public enum MessageType : ushort
     /// carry, so the destination writes its epoch record while the pages travel rather than inside the downtime.
     /// </summary>
     EpochIntent = 18,
+    /// <summary>
+    /// Source → destination, right after the freeze: the protected shape of the frozen call stack, so the destination
+    /// compiles the resume code while the last pages and the state travel (see MigrationRecordKind.FrameHint).
+    /// </summary>
+    FrameHint = 19,
 }

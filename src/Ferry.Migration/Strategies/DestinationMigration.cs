@@ -46,6 +46,9 @@ public sealed class DestinationMigration
     /// </summary>
     public Func<Task>? BeforeFreeze { get; init; }
 
+    /// <summary>Steps of the switch-over as they happen (the runtime prints them with timestamps under FERRY_TRACE=1).</summary>
+    public Action<string>? Trace { get; init; }
+
     /// <summary>
     /// Before the source may freeze: the module must be compiled (<see cref="EnclaveDestination.Ready"/>; a compile
     /// error fails the migration), and <see cref="BeforeFreeze"/> should be done (waited for, bounded).
@@ -158,7 +161,9 @@ public sealed class DestinationMigration
                     }
                     if (f.Type == MessageType.State)
                     {
+                        Trace?.Invoke($"state received ({f.Length} bytes)");
                         stateRecord = enclave.OpenState(f.Payload);
+                        Trace?.Invoke("state opened");
                         break;
                     }
                     if (f.Type == MessageType.PageBatch)
@@ -169,6 +174,12 @@ public sealed class DestinationMigration
                     if (f.Type == MessageType.EpochIntent)
                     {
                         enclave.OpenEpochIntent(f.Payload);
+                        continue;
+                    }
+                    if (f.Type == MessageType.FrameHint)
+                    {
+                        enclave.OpenFrameHint(f.Payload);
+                        Trace?.Invoke("frame hint received");
                         continue;
                     }
                     if (f.Type == MessageType.Abort) throw new MigrationAbortedException(System.Text.Encoding.UTF8.GetString(f.Payload));
@@ -186,7 +197,8 @@ public sealed class DestinationMigration
             {
                 await receiversFailed.ConfigureAwait(false);
             }
-            var arrived = enclave.CompleteState(stateRecord);
+            Trace?.Invoke("every announced batch applied");
+            var arrived = enclave.CompleteState(stateRecord, Trace);
             onPhase?.Invoke(DestinationPhase.Ready, null);
             await control.WriteAsync(MessageType.Ready, enclave.SealReady(), linked.Token).ConfigureAwait(false);
             using (var f = await ReadOrFailAsync(control, receiversFailed, linked.Token).ConfigureAwait(false))
@@ -195,6 +207,7 @@ public sealed class DestinationMigration
                 if (f.Type != MessageType.Commit) throw new ProtocolException($"expected Commit, got {f.Type}");
                 enclave.OpenCommit(f.Payload);
             }
+            Trace?.Invoke("commit opened");
 
             // Committed: the source never runs the guest again. Start it here, whatever happens to the streams.
             var resumedAt = enclave.Start();

@@ -199,7 +199,7 @@ public sealed class SourceMigration
             var pendingCountHint = 0;
             if (strategy == Strategy.StopCopy)
             {
-                freeze = await FreezeAsync().ConfigureAwait(false);
+                freeze = await FreezeAsync(control, linked.Token).ConfigureAwait(false);
                 final = [];
                 enclave.NonZeroPages(final);
                 collectedAt = Now();
@@ -218,13 +218,13 @@ public sealed class SourceMigration
                     tracker.Start();
                     enclave.NonZeroPages(nonZero);
                     pending = PageBitmap.Of(nonZero, enclave.PageCount);
-                    freeze = await FreezeAsync().ConfigureAwait(false);
+                    freeze = await FreezeAsync(control, linked.Token).ConfigureAwait(false);
                     pending = PageBitmap.Grow(pending, enclave.PageCount); // the guest may have grown its memory meanwhile
                     pendingCountHint = nonZero.Count + (int)tracker.CollectLastInto(pending);
                 }
                 else
                 {
-                    freeze = await FreezeAsync().ConfigureAwait(false);
+                    freeze = await FreezeAsync(control, linked.Token).ConfigureAwait(false);
                     enclave.NonZeroPages(nonZero);
                     pending = PageBitmap.Of(nonZero, enclave.PageCount);
                     pendingCountHint = nonZero.Count;
@@ -278,7 +278,7 @@ public sealed class SourceMigration
                     }
                 }
                 if (throttle is not null) await throttle.DisposeAsync().ConfigureAwait(false); // the guest runs normally again
-                freeze = await FreezeAsync().ConfigureAwait(false);
+                freeze = await FreezeAsync(control, linked.Token).ConfigureAwait(false);
                 // Pages left from the last estimate plus those written since. The guest is frozen: a bitmap, not a
                 // hash set and a sort (hybrid at 3 GiB has ~330,000 pages here: tens of milliseconds of downtime).
                 var union = PageBitmap.Of(dirty, enclave.PageCount);
@@ -416,15 +416,21 @@ public sealed class SourceMigration
 
     private sealed record FrozenGuestInfo(long FrozenAt, TimeSpan Latency);
 
-    private async Task<FrozenGuestInfo> FreezeAsync()
+    /// <summary>
+    /// The migration's freeze: the guest stops at a safe point, and the shape of its call stack goes to the destination
+    /// at once (<see cref="EnclaveSource.SealFrameHint"/>), so it compiles the resume code while the rest travels.
+    /// </summary>
+    private async Task<FrozenGuestInfo> FreezeAsync(FrameStream control, CancellationToken ct)
     {
         var task = enclave.FreezeAsync();
-        if (await Task.WhenAny(task, Task.Delay(options.FreezeTimeout)).ConfigureAwait(false) != task)
+        if (await Task.WhenAny(task, Task.Delay(options.FreezeTimeout, ct)).ConfigureAwait(false) != task)
         {
+            ct.ThrowIfCancellationRequested();
             throw new TimeoutException($"the guest did not reach a safe point within {options.FreezeTimeout.TotalSeconds:0} s");
         }
         var f = await task.ConfigureAwait(false);
         frozen = true;
+        await control.WriteAsync(MessageType.FrameHint, enclave.SealFrameHint(), ct).ConfigureAwait(false);
         return new FrozenGuestInfo(f.FrozenAtUnixNanos, f.FreezeLatency);
     }
 

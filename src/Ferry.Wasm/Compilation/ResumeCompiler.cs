@@ -12,14 +12,15 @@ internal static class ResumeCompiler
 {
     private static int counter;
 
-    public static void EnsureCompiled(CompiledModule compiled, IEnumerable<(int Function, int SafePoint)> frames)
+    /// <returns>How many resume versions had to be compiled (0: all were cached).</returns>
+    public static int EnsureCompiled(CompiledModule compiled, IEnumerable<(int Function, int SafePoint)> frames)
     {
         lock (compiled.ResumeLock)
         {
             var entries = compiled.ResumeEntries;
             var needed = frames.Where(f => f.Function >= compiled.Module.ImportedFunctionCount && f.Function < compiled.Module.FunctionCount && !entries.ContainsKey(f))
                 .Distinct().Order().ToList();
-            if (needed.Count == 0) return;
+            if (needed.Count == 0) return 0;
             foreach (var (f, sp) in needed)
             {
                 if (!compiled.SafePoints.Contains(f, sp)) throw new Runtime.FrameMismatchException($"function {f} has no safe point {sp}");
@@ -57,8 +58,13 @@ internal static class ResumeCompiler
             var created = tb.CreateType();
             foreach (var (key, mb) in builders)
             {
-                entries[key] = created.GetMethod(mb.Name, BindingFlags.Public | BindingFlags.Static)!.MethodHandle.GetFunctionPointer();
+                var handle = created.GetMethod(mb.Name, BindingFlags.Public | BindingFlags.Static)!.MethodHandle;
+                // JIT now rather than at the first call: the caller decides when this cost is paid (a migration
+                // destination pays it before it reports ready, inside the measured downtime, not after it).
+                System.Runtime.CompilerServices.RuntimeHelpers.PrepareMethod(handle);
+                entries[key] = handle.GetFunctionPointer();
             }
+            return needed.Count;
         }
     }
 }

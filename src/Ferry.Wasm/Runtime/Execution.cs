@@ -36,11 +36,15 @@ public static class Execution
         return Finish(state, results);
     }
 
-    /// <summary>Continues a frozen call from <paramref name="frames"/> (innermost first) in <paramref name="instance"/>.</summary>
-    public static CallOutcome Resume(Instance instance, IReadOnlyList<FrameRecord> frames)
+    /// <summary>
+    /// Compiles (and JIT-compiles) the resume versions <see cref="Resume"/> needs for <paramref name="frames"/>, so
+    /// that a resume right after starts running guest code at once. Optional: <see cref="Resume"/> does it itself;
+    /// a migration destination calls it before it declares itself ready, so the work counts as downtime where it is.
+    /// </summary>
+    /// <returns>How many resume versions had to be compiled (0: all were ready, e.g. from <see cref="PrecompileResume"/>).</returns>
+    public static int PrepareResume(Instance instance, IReadOnlyList<FrameRecord> frames)
     {
         if (frames.Count == 0) throw new ArgumentException("no frames to resume", nameof(frames));
-        var compiled = instance.Compiled;
         var module = instance.Module;
         foreach (var f in frames)
         {
@@ -49,7 +53,30 @@ public static class Execution
                 throw new FrameMismatchException($"frame names function {f.FunctionIndex}, which this module does not define");
             }
         }
-        ResumeCompiler.EnsureCompiled(compiled, frames.Select(f => (f.FunctionIndex, f.SafePoint)));
+        return ResumeCompiler.EnsureCompiled(instance.Compiled, frames.Select(f => (f.FunctionIndex, f.SafePoint)));
+    }
+
+    /// <summary>
+    /// Compiles resume versions for (function, safe point) pairs expected to be resumed soon — a head start, e.g. on a
+    /// migration destination before the frames themselves arrive. Pairs this module does not have are skipped.
+    /// </summary>
+    public static void PrecompileResume(CompiledModule compiled, IReadOnlyList<(int Function, int SafePoint)> frames)
+    {
+        var module = compiled.Module;
+        var valid = new List<(int, int)>(frames.Count);
+        foreach (var (f, sp) in frames)
+        {
+            if (f >= module.ImportedFunctionCount && f < module.FunctionCount && compiled.SafePoints.Contains(f, sp)) valid.Add((f, sp));
+        }
+        if (valid.Count > 0) ResumeCompiler.EnsureCompiled(compiled, valid);
+    }
+
+    /// <summary>Continues a frozen call from <paramref name="frames"/> (innermost first) in <paramref name="instance"/>.</summary>
+    public static CallOutcome Resume(Instance instance, IReadOnlyList<FrameRecord> frames)
+    {
+        PrepareResume(instance, frames);
+        var compiled = instance.Compiled;
+        var module = instance.Module;
         var state = instance.State;
         // Leftovers of the unwind that produced these frames go; a freeze requested meanwhile stays pending (it
         // takes effect at the first safe point after the frames are rebuilt).
