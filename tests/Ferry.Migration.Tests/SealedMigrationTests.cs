@@ -324,6 +324,14 @@ public sealed class SealedMigrationTests : IDisposable
         Assert.Throws<MigrationIntegrityException>(() => destination.OpenFrameHint(hint));
         source.Unfreeze();
         destination.Dispose();
+
+        // One freeze, one hint: a second one is refused (it could only be someone making the destination compile).
+        (source, destination) = await FrozenPairAsync();
+        destination.OpenFrameHint(source.SealFrameHint());
+        Assert.Contains("second frame hint", Assert.Throws<MigrationIntegrityException>(() => destination.OpenFrameHint(source.SealFrameHint())).Message);
+        await destination.HintedResume.WaitAsync(TimeSpan.FromSeconds(30));
+        source.Unfreeze();
+        destination.Dispose();
     }
 
     [Fact]

@@ -279,7 +279,7 @@ public sealed class EnclaveDestination : IDisposable
     }
 
     /// <summary>
-    /// Opens a small control record (state, epoch intent, commit) into the start of <paramref name="buffer"/>, which
+    /// Opens a small control record (state, epoch intent, frame hint, commit) into the start of <paramref name="buffer"/>, which
     /// must hold the whole record: copied there and opened in place (<see cref="OpenNextInPlace"/>). Returns the
     /// plaintext's length.
     /// </summary>
@@ -490,6 +490,8 @@ public sealed class EnclaveDestination : IDisposable
     {
         const int limit = 1024; // the body of EnclaveSource.MaxHintedFrames frames plus any protector's overhead
         if (record.Length > limit) throw new MigrationIntegrityException($"a frame hint of {record.Length} bytes");
+        // A source freezes once per attempt; more hints could only be someone making this side compile.
+        if (hintedResume is not null) throw new MigrationIntegrityException("a second frame hint");
         Span<byte> body = stackalloc byte[limit];
         var n = OpenNext(MigrationRecordKind.FrameHint, 0, record, body);
         if (n < 5 || body[0] != (byte)MigrationRecordKind.FrameHint) throw new MigrationIntegrityException("not a frame hint");
