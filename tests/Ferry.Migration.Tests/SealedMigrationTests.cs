@@ -237,20 +237,27 @@ public sealed class SealedMigrationTests : IDisposable
         source.Unfreeze();
     }
 
+    /// <summary>A keyed source with the writer guest frozen in its host call, and a fresh destination for it.</summary>
+    private async Task<(EnclaveSource Source, EnclaveDestination Destination)> FrozenPairAsync()
+    {
+        var (src, dst) = KeyedPair(2);
+        var env = new GateEnvironment(open: false);
+        var program = GuestProgram.Create(Wat.Load(WriterBytes), env, CompileOptions.Default with { DirtyTracking = true }, InstanceOptions.Default);
+        program.Start();
+        await env.Waiting.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        var source = new EnclaveSource(program, src, 2);
+        await source.FreezeAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        var destination = new EnclaveDestination(Wat.Load(WriterBytes), CompileOptions.Default, InstanceOptions.Default,
+            _ => new GateEnvironment(open: true), dst, 2);
+        return (source, destination);
+    }
+
     [Fact]
     public async Task A_destination_that_discards_seals_a_proof_the_source_accepts_and_never_runs_a_late_commit()
     {
         async Task<(EnclaveSource Source, EnclaveDestination Destination, byte[] Commit)> ReadyPairAsync()
         {
-            var (src, dst) = KeyedPair(2);
-            var env = new GateEnvironment(open: false);
-            var program = GuestProgram.Create(Wat.Load(WriterBytes), env, CompileOptions.Default with { DirtyTracking = true }, InstanceOptions.Default);
-            program.Start();
-            await env.Waiting.Task.WaitAsync(TimeSpan.FromSeconds(30));
-            var source = new EnclaveSource(program, src, 2);
-            await source.FreezeAsync().WaitAsync(TimeSpan.FromSeconds(30));
-            var destination = new EnclaveDestination(Wat.Load(WriterBytes), CompileOptions.Default, InstanceOptions.Default,
-                _ => new GateEnvironment(open: true), dst, 2);
+            var (source, destination) = await FrozenPairAsync();
             var buffer = new byte[source.MaxRecordBytes(1)];
             var n = source.SealBatch([0], 0, 1, buffer);
             destination.ApplyBatch(1, buffer[..n]);
@@ -287,20 +294,6 @@ public sealed class SealedMigrationTests : IDisposable
     [Fact]
     public async Task A_sealed_frame_hint_lets_the_destination_compile_the_resume_code_before_the_state_and_tampering_is_refused()
     {
-        async Task<(EnclaveSource Source, EnclaveDestination Destination)> FrozenPairAsync()
-        {
-            var (src, dst) = KeyedPair(2);
-            var env = new GateEnvironment(open: false);
-            var program = GuestProgram.Create(Wat.Load(WriterBytes), env, CompileOptions.Default with { DirtyTracking = true }, InstanceOptions.Default);
-            program.Start();
-            await env.Waiting.Task.WaitAsync(TimeSpan.FromSeconds(30));
-            var source = new EnclaveSource(program, src, 2);
-            await source.FreezeAsync().WaitAsync(TimeSpan.FromSeconds(30));
-            var destination = new EnclaveDestination(Wat.Load(WriterBytes), CompileOptions.Default, InstanceOptions.Default,
-                _ => new GateEnvironment(open: true), dst, 2);
-            return (source, destination);
-        }
-
         // With the hint, every resume version is ready before the state arrives.
         var (source, destination) = await FrozenPairAsync();
         destination.OpenFrameHint(source.SealFrameHint());

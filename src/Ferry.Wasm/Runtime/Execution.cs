@@ -58,18 +58,11 @@ public static class Execution
 
     /// <summary>
     /// Compiles resume versions for (function, safe point) pairs expected to be resumed soon — a head start, e.g. on a
-    /// migration destination before the frames themselves arrive. Pairs this module does not have are skipped.
+    /// migration destination before the frames themselves arrive. Pairs this module does not have (no such function
+    /// or safe point; the safe-point table knows only defined functions) are skipped.
     /// </summary>
-    public static void PrecompileResume(CompiledModule compiled, IReadOnlyList<(int Function, int SafePoint)> frames)
-    {
-        var module = compiled.Module;
-        var valid = new List<(int, int)>(frames.Count);
-        foreach (var (f, sp) in frames)
-        {
-            if (f >= module.ImportedFunctionCount && f < module.FunctionCount && compiled.SafePoints.Contains(f, sp)) valid.Add((f, sp));
-        }
-        if (valid.Count > 0) ResumeCompiler.EnsureCompiled(compiled, valid);
-    }
+    public static void PrecompileResume(CompiledModule compiled, IReadOnlyList<(int Function, int SafePoint)> frames) =>
+        ResumeCompiler.EnsureCompiled(compiled, frames.Where(f => compiled.SafePoints.Contains(f.Function, f.SafePoint)));
 
     /// <summary>Continues a frozen call from <paramref name="frames"/> (innermost first) in <paramref name="instance"/>.</summary>
     public static CallOutcome Resume(Instance instance, IReadOnlyList<FrameRecord> frames)
