@@ -238,7 +238,7 @@ public sealed class SealedMigrationTests : IDisposable
     }
 
     /// <summary>A keyed source with the writer guest frozen in its host call, and a fresh destination for it.</summary>
-    private async Task<(EnclaveSource Source, EnclaveDestination Destination)> FrozenPairAsync()
+    private async Task<(EnclaveSource Source, EnclaveDestination Destination)> FrozenPairAsync(TimeSpan? jitBudget = null)
     {
         var (src, dst) = KeyedPair(2);
         var env = new GateEnvironment(open: false);
@@ -248,7 +248,7 @@ public sealed class SealedMigrationTests : IDisposable
         var source = new EnclaveSource(program, src, 2);
         await source.FreezeAsync().WaitAsync(TimeSpan.FromSeconds(30));
         var destination = new EnclaveDestination(Wat.Load(WriterBytes), CompileOptions.Default, InstanceOptions.Default,
-            _ => new GateEnvironment(open: true), dst, 2);
+            _ => new GateEnvironment(open: true), dst, 2, jitBudget: jitBudget);
         return (source, destination);
     }
 
@@ -292,10 +292,18 @@ public sealed class SealedMigrationTests : IDisposable
     }
 
     [Fact]
-    public async Task A_sealed_frame_hint_lets_the_destination_compile_the_resume_code_before_the_state_and_tampering_is_refused()
+    public async Task The_warm_up_or_a_sealed_frame_hint_has_the_resume_code_compiled_before_the_state_and_tampering_is_refused()
     {
-        // With the hint, every resume version is ready before the state arrives.
+        // The destination compiles every resume version before it lets the source freeze: nothing is left for the state.
         var (source, destination) = await FrozenPairAsync();
+        await destination.Ready.WaitAsync(TimeSpan.FromSeconds(30));
+        destination.CompleteState(destination.OpenState(source.SealState(0, null, 2)));
+        Assert.Equal(0, destination.ResumeVersionsCompiledAfterState);
+        source.Unfreeze();
+        destination.Dispose();
+
+        // Without the warm-up, the hint does it: the frozen functions' resume versions are ready before the state.
+        (source, destination) = await FrozenPairAsync(jitBudget: TimeSpan.Zero);
         destination.OpenFrameHint(source.SealFrameHint());
         await destination.HintedResume.WaitAsync(TimeSpan.FromSeconds(30));
         destination.CompleteState(destination.OpenState(source.SealState(0, null, 2)));
@@ -303,8 +311,8 @@ public sealed class SealedMigrationTests : IDisposable
         source.Unfreeze();
         destination.Dispose();
 
-        // Without it (a fresh destination: its own compiled module), they are compiled before Ready, not at the start.
-        (source, destination) = await FrozenPairAsync();
+        // With neither (a fresh destination: its own compiled module), they are compiled before Ready, not at the start.
+        (source, destination) = await FrozenPairAsync(jitBudget: TimeSpan.Zero);
         destination.CompleteState(destination.OpenState(source.SealState(0, null, 2)));
         Assert.True(destination.ResumeVersionsCompiledAfterState > 0);
         source.Unfreeze();
@@ -331,7 +339,7 @@ public sealed class SealedMigrationTests : IDisposable
     public void A_frame_hint_naming_code_the_module_does_not_have_is_skipped()
     {
         var compiled = ModuleCompiler.Compile(Wat.Load(WriterBytes), CompileOptions.Default);
-        Execution.PrecompileResume(compiled, [(int.MaxValue, 0), (-1, 0), (compiled.Module.FunctionCount - 1, int.MaxValue)]);
+        Execution.Precompile(compiled, [(int.MaxValue, 0), (-1, 0), (compiled.Module.FunctionCount - 1, int.MaxValue)]);
     }
 
     [Theory]

@@ -66,9 +66,14 @@ public class FreezeResumeTests
         public HashSet<int> FreezeAt = [];
         public int Count;
 
+        /// <summary>Give the call up instead (as a blocking host call does): the frame stops in that call.</summary>
+        public bool GiveUp;
+
         public void Tick(int _)
         {
-            if (FreezeAt.Contains(Count++)) Instance!.State.RequestFreeze();
+            if (!FreezeAt.Contains(Count++)) return;
+            Instance!.State.RequestFreeze();
+            if (GiveUp) Instance.State.UnwindFromHost();
         }
     }
 
@@ -196,5 +201,91 @@ public class FreezeResumeTests
         Assert.Throws<FrameMismatchException>(() => Execution.Resume(instance, [bogus]));
         var wrongLayout = new FrameRecord(instance.Module.FunctionCount - 1, 1, [new LocalValue(0, WasmValue.FromF64(1))], []);
         Assert.Throws<FrameMismatchException>(() => Execution.Resume(instance, [wrongLayout]));
+    }
+
+    [Fact]
+    public void A_freeze_requested_before_a_resume_takes_effect_once_the_frames_are_rebuilt()
+    {
+        var compiled = Compile(Program);
+        var (reference, _) = Create(compiled);
+        var expected = Execution.Call(reference, reference.GetFunction("run"), WasmValue.FromI32(6)).Results![0];
+
+        var (instance, ticker) = Create(compiled);
+        ticker.FreezeAt = [75];
+        var outcome = Execution.Call(instance, instance.GetFunction("run"), WasmValue.FromI32(6));
+        Assert.True(outcome.IsFrozen);
+        var ticks = ticker.Count;
+        // Asked while nothing runs: the rebuild must not swallow it, nor save frames while rebuilding.
+        instance.State.RequestFreeze();
+        var again = Execution.Resume(instance, outcome.Frames!);
+        Assert.True(again.IsFrozen);
+        // Frozen at the first safe point after the rebuilt one: at most the one host call between them ran.
+        Assert.InRange(ticker.Count - ticks, 0, 1);
+        var done = Execution.Resume(instance, again.Frames!);
+        Assert.False(done.IsFrozen);
+        Assert.Equal(expected, done.Results![0]);
+    }
+
+    [Fact]
+    public void Frames_that_do_not_fit_are_refused_and_the_instance_stays_usable()
+    {
+        var compiled = Compile(Program);
+        var (reference, _) = Create(compiled);
+        var expected = Execution.Call(reference, reference.GetFunction("run"), WasmValue.FromI32(6)).Results![0];
+
+        var (instance, ticker) = Create(compiled);
+        ticker.FreezeAt = [75];
+        var outcome = Execution.Call(instance, instance.GetFunction("run"), WasmValue.FromI32(6));
+        var frames = outcome.Frames!;
+        var outer = frames[^1];
+        Assert.NotEmpty(outer.Locals);
+
+        // A live local missing: refused up front (the rebuilder would otherwise read it as zero).
+        var missing = new FrameRecord(outer.FunctionIndex, outer.SafePoint, outer.Locals[1..], outer.Stack);
+        Assert.Throws<FrameMismatchException>(() => Execution.Resume(instance, [.. frames.Take(frames.Count - 1), missing]));
+        // Frames in the wrong order (each one fits its own function): refused while rebuilding, by the callee.
+        var reordered = frames.Reverse().ToArray();
+        Assert.Throws<FrameMismatchException>(() => Execution.Resume(instance, reordered));
+
+        // Nothing of the failed attempts is left behind: the real frames still resume to the right result.
+        var done = Execution.Resume(instance, frames);
+        Assert.False(done.IsFrozen);
+        Assert.Equal(expected, done.Results![0]);
+    }
+
+    [Fact]
+    public void A_function_too_large_for_one_resume_version_gets_one_per_safe_point_and_resumes_correctly()
+    {
+        // 800 host calls in one loop body: ordinary IL well over ResumeCompiler.LargeFunctionIl.
+        var calls = string.Concat(Enumerable.Range(0, 800).Select(k => $"(call $tick (i32.const {k})) (local.set $acc (i32.add (local.get $acc) (i32.const {k})))\n"));
+        var wat = $$"""
+            (module
+              (import "env" "tick" (func $tick (param i32)))
+              (func (export "run") (param $n i32) (result i32)
+                (local $acc i32) (local $i i32)
+                (loop $again
+                  {{calls}}
+                  (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                  (br_if $again (i32.lt_u (local.get $i) (local.get $n))))
+                (local.get $acc)))
+            """;
+        var compiled = Compile(wat);
+        var (reference, _) = Create(compiled);
+        var expected = Execution.Call(reference, reference.GetFunction("run"), WasmValue.FromI32(3)).Results![0];
+
+        var (instance, ticker) = Create(compiled);
+        ticker.FreezeAt = [100, 900, 1700];
+        ticker.GiveUp = true; // each freeze stops in another call: another safe point
+        var outcome = Execution.Call(instance, instance.GetFunction("run"), WasmValue.FromI32(3));
+        var compiledVersions = new List<int>();
+        while (outcome.IsFrozen)
+        {
+            compiledVersions.Add(Execution.PrepareResume(instance, outcome.Frames!));
+            outcome = Execution.Resume(instance, outcome.Frames!);
+        }
+        Assert.Equal(expected, outcome.Results![0]);
+        // Each freeze stopped at another safe point of the one function: each needed its own resume version (a
+        // small function's single version would have served all three).
+        Assert.Equal([1, 1, 1], compiledVersions);
     }
 }

@@ -37,7 +37,7 @@ public static class BenchReport
         sb.AppendLine("## Results");
         sb.AppendLine();
         sb.AppendLine("The downtime split is the report's `downtimeParts` in ms: collecting the last dirty set, sending the last pages,");
-        sb.AppendLine("the state, until the destination is ready (its wait for the last batches, building the instance, the resume code),");
+        sb.AppendLine("the state, until the destination is ready (its wait for the last batches, building the instance, any resume code not compiled yet),");
         sb.AppendLine("until it started the guest after the commit. A note says when pre-copy's auto-converge throttled the guest, and up to what share.");
         sb.AppendLine();
         sb.AppendLine("| workload | size | strategy | tracking | downtime ms | downtime split | total s | sent MiB | rounds | re-sent pages | MiB/s | post-copy faults (median / p99 ms) | load | note |");

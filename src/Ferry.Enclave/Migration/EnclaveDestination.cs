@@ -44,6 +44,14 @@ public sealed class EnclaveDestination : IDisposable
     private readonly Module module;
     private readonly CompileOptions compileOptions;
     private readonly Task<CompiledModule> compiling;
+    private readonly CancellationTokenSource disposed = new();
+
+    /// <summary>
+    /// How long a destination may spend warming the module up (<see cref="Execution.WarmUp"/>: resume versions, then
+    /// the JIT of the ordinary code) before it lets the source freeze: 0.1–0.2 s for a suite program; a very large
+    /// module stops here and compiles the rest when needed.
+    /// </summary>
+    public static readonly TimeSpan JitBudget = TimeSpan.FromSeconds(2);
     private Task ready;
     private readonly InstanceOptions instanceOptions;
     private readonly Func<byte[], IGuestEnvironment> environmentFactory;
@@ -72,9 +80,10 @@ public sealed class EnclaveDestination : IDisposable
     /// Serve post-copy with userfaultfd: the memory is registered (missing mode) when the state arrives, at its final
     /// size; compiled code must be fully interruptible.
     /// </param>
+    /// <param name="jitBudget">Time for the warm-up (resume versions, JIT) before <see cref="Ready"/> (default <see cref="JitBudget"/>).</param>
     public EnclaveDestination(Module module, CompileOptions compile, InstanceOptions instanceOptions,
         Func<byte[], IGuestEnvironment> environmentFactory, IRecordProtector protector, int streams,
-        bool kernelPostCopy = false, IStateAdmission? admission = null)
+        bool kernelPostCopy = false, IStateAdmission? admission = null, TimeSpan? jitBudget = null)
     {
         this.admission = admission;
         this.module = module;
@@ -90,7 +99,22 @@ public sealed class EnclaveDestination : IDisposable
         // Compiled in the background: pages are only copied into memory, which exists without the code, so the
         // compilation (~100 ms for a suite program, over a second for SQLite) overlaps the first round instead of
         // delaying the setup's acknowledgement. Needed by the state (see Ready).
-        compiling = Task.Run(() => ModuleCompiler.Compile(module, compile));
+        // Then warmed up (bounded): the resume versions of every function, which are what rebuilds the frozen frames,
+        // and the JIT of the ordinary code; what is ready before the freeze is what the switch-over does not wait for
+        // (CompleteState compiles what is missing).
+        compiling = Task.Run(() =>
+        {
+            var compiled = ModuleCompiler.Compile(module, compile);
+            try
+            {
+                Execution.WarmUp(compiled, jitBudget ?? JitBudget, disposed.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                // The migration ended first; nothing will run this code.
+            }
+            return compiled;
+        });
         ready = compiling;
         if (module.Memories.Length > 0 && module.ImportedMemoryCount == 0)
         {
@@ -369,8 +393,9 @@ public sealed class EnclaveDestination : IDisposable
         var resolved = StateCodec.ResolveFrames(state.Frames, instance);
         frames = resolved;
         trace?.Invoke("instance rebuilt");
-        // The resume versions of the frozen functions, compiled and JIT-compiled here: the guest's first instruction
-        // then follows Start at once, and this work is counted in the downtime (before Ready) instead of after it.
+        // The frames are checked against the code, and any resume version the warm-up (JitBudget) and the frame hint
+        // did not reach is compiled here: the guest's first instruction then follows Start at once, and this work is
+        // counted in the downtime (before Ready) instead of after it.
         var hinted = hintedResume is { IsCompleted: true } ? "done" : hintedResume is null ? "none" : "still compiling";
         ResumeVersionsCompiledAfterState = Execution.PrepareResume(instance, resolved);
         trace?.Invoke($"resume code for {resolved.Length} frames ready (hinted compile: {hinted}; compiled after the state: {ResumeVersionsCompiledAfterState})");
@@ -482,8 +507,9 @@ public sealed class EnclaveDestination : IDisposable
     }
 
     /// <summary>
-    /// Opens the source's frame hint and compiles the resume code for those frames in the background (see
-    /// <see cref="MigrationRecordKind.FrameHint"/>); <see cref="CompleteState"/> then finds it done or waits for it, and
+    /// Opens the source's frame hint and compiles the resume versions of those frames' functions in the background
+    /// (see <see cref="MigrationRecordKind.FrameHint"/>; a head start where the warm-up has not reached them, e.g. a
+    /// module too large for <see cref="JitBudget"/>); <see cref="CompleteState"/> then finds them done or waits, and
     /// compiles only what the state's real frames still need. Invalid entries are skipped: the hint decides nothing.
     /// </summary>
     public void OpenFrameHint(ReadOnlySpan<byte> record)
@@ -506,7 +532,7 @@ public sealed class EnclaveDestination : IDisposable
         {
             try
             {
-                Execution.PrecompileResume(Compiled(), frames);
+                Execution.Precompile(Compiled(), frames);
             }
             catch (Exception)
             {
@@ -517,10 +543,10 @@ public sealed class EnclaveDestination : IDisposable
 
     private Task? hintedResume;
 
-    /// <summary>Resume versions <see cref="CompleteState"/> still had to compile (0 when a frame hint covered every frame).</summary>
+    /// <summary>Resume versions <see cref="CompleteState"/> still had to compile (0 when the warm-up or a frame hint covered every frame).</summary>
     public int ResumeVersionsCompiledAfterState { get; private set; }
 
-    /// <summary>The resume code compiled for the frame hint (completed when there was none); for tests and traces.</summary>
+    /// <summary>The compile started by the frame hint (completed when there was none); for tests and traces.</summary>
     public Task HintedResume => hintedResume ?? Task.CompletedTask;
 
     /// <summary>Checks the source's protected commit decision (for the epoch of the state that arrived).</summary>
@@ -553,6 +579,7 @@ public sealed class EnclaveDestination : IDisposable
 
     public void Dispose()
     {
+        disposed.Cancel();
         kernel?.Dispose();
         absentMap?.Dispose();
         if (program is null) memory?.Dispose();

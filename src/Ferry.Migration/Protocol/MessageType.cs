@@ -49,7 +49,7 @@ public enum MessageType : ushort
     EpochIntent = 18,
     /// <summary>
     /// Source → destination, right after the freeze: the protected shape of the frozen call stack, so the destination
-    /// compiles the resume code while the last pages and the state travel (see MigrationRecordKind.FrameHint).
+    /// compiles the resume code (if its warm-up has not) while the last pages and the state travel (see MigrationRecordKind.FrameHint).
     /// </summary>
     FrameHint = 19,
 }

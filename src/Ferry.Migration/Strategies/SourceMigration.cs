@@ -418,7 +418,7 @@ public sealed class SourceMigration
 
     /// <summary>
     /// The migration's freeze: the guest stops at a safe point, and the shape of its call stack goes to the destination
-    /// at once (<see cref="EnclaveSource.SealFrameHint"/>), so it compiles the resume code while the rest travels.
+    /// at once (<see cref="EnclaveSource.SealFrameHint"/>), so it can compile the resume code (if not done yet) while the rest travels.
     /// </summary>
     private async Task<FrozenGuestInfo> FreezeAsync(FrameStream control, CancellationToken ct)
     {

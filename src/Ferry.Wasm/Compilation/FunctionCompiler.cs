@@ -16,9 +16,10 @@ namespace Ferry.Wasm.Compilation;
 /// (re-entering it from one) possible without changing how ordinary code is compiled.
 ///
 /// Safe points are numbered in code order: function entry (0), each loop header, and each call site
-/// ("in call": the callee's own frames are below it). A resume compile (<see cref="resume"/>) emits the same
-/// code plus a dispatcher that restores a frame and jumps to its safe point; jumps into loops go through the
-/// loop headers so every loop keeps a single entry and stays optimisable.
+/// ("in call": the callee's own frames are below it). A function's resume version (<see cref="resume"/>) is the
+/// same code plus a dispatcher that restores a frame stopped at any of its safe points and jumps there; jumps into
+/// loops go through the loop headers so every loop keeps a single entry and stays optimisable. It is a separate
+/// method, so the ordinary code carries none of this.
 /// </summary>
 internal sealed partial class FunctionCompiler
 {
@@ -68,8 +69,9 @@ internal sealed partial class FunctionCompiler
     private readonly int functionIndex;
     private readonly FuncType type;
     private readonly ILGenerator il;
+    /// <summary>A resume version: entered only to rebuild a frozen frame of this function, then runs it to its end.</summary>
     private readonly bool resume;
-    /// <summary>Resume compiles are specialised to the one safe point their frame stopped at.</summary>
+    /// <summary>The one safe point a resume version rebuilds frames for, or -1 for all of them.</summary>
     private readonly int resumeAt;
     private readonly bool safePointsEnabled;
     private readonly ValueType[] localTypes;
@@ -100,7 +102,8 @@ internal sealed partial class FunctionCompiler
     private LocalBuilder? resumeTarget;
     private Label rewindEntry;
 
-    public FunctionCompiler(ModuleLayout layout, int functionIndex, ILGenerator il, int resumeAt = -1)
+    /// <param name="resumeAt">-2: the ordinary code; -1: a resume version for every safe point; n: one for safe point n only.</param>
+    public FunctionCompiler(ModuleLayout layout, int functionIndex, ILGenerator il, int resumeAt = -2)
     {
         this.layout = layout;
         tokens = layout.Tokens ?? throw new InvalidOperationException("the module layout is not being emitted");
@@ -108,7 +111,7 @@ internal sealed partial class FunctionCompiler
         this.functionIndex = functionIndex;
         type = module.FunctionType(functionIndex);
         this.il = il;
-        resume = resumeAt >= 0;
+        resume = resumeAt >= -1;
         this.resumeAt = resumeAt;
         safePointsEnabled = (layout.Options.SafePoints && layout.CanUnwind[functionIndex]) || resume;
         var body = module.Bodies[functionIndex - module.ImportedFunctionCount];
@@ -700,7 +703,7 @@ internal sealed partial class FunctionCompiler
         {
             var sp0 = NewSafePoint(SafePointKind.InCall, stack.AsSpan(0, sp).ToArray(), offset);
             EmitUnwindCheck(sp0);
-            if (resume && sp0.Id == resumeAt)
+            if (Rewinds(sp0))
             {
                 // Rewind: the callee rebuilds its own frames; its arguments come from its frame record.
                 sp0.Target = il.DefineLabel();
@@ -710,6 +713,7 @@ internal sealed partial class FunctionCompiler
                     foreach (var p in t.Parameters) EmitDefault(p);
                     EmitCallTail();
                     EmitCtx();
+                    il.Emit(OpCodes.Ldc_I4, FuncTypeIds.Of(t));
                     EmitCallTo(Members.ResumeEntry);
                     il.EmitCalli(OpCodes.Calli, CallingConventions.Standard, ClrTypes.Return(t), ClrTypes.Parameters(t, typeof(object)), null);
                     if (results.Length > 0) il.Emit(OpCodes.Stloc, CallResult(results[0]));
@@ -829,7 +833,7 @@ internal sealed partial class FunctionCompiler
             extraStack?.CopyTo(recorded, sp);
             var sp0 = NewSafePoint(SafePointKind.InCall, recorded, offset);
             EmitUnwindCheck(sp0);
-            if (resume && sp0.Id == resumeAt)
+            if (Rewinds(sp0))
             {
                 // Rewind: rebuild the callee's frames, or re-execute a host call (which has none).
                 sp0.Target = il.DefineLabel();
@@ -847,6 +851,7 @@ internal sealed partial class FunctionCompiler
                     sp = saveSp;
                     EmitCallTail();
                     EmitCtx();
+                    il.Emit(OpCodes.Ldc_I4, FuncTypeIds.Of(t));
                     EmitCallTo(Members.ResumeEntry);
                     il.EmitCalli(OpCodes.Calli, CallingConventions.Standard, ClrTypes.Return(t), ClrTypes.Parameters(t, typeof(object)), null);
                     if (results.Length > 0) il.Emit(OpCodes.Stloc, CallResult(results[0]));
@@ -934,17 +939,19 @@ internal sealed partial class FunctionCompiler
     }
 
     /// <summary>
-    /// Resume compiles only: restore the frame of the one safe point this version is for, then go there —
+    /// Resume versions only: take this function's frame record, restore every recorded local (one shared sequence: a
+    /// local the record lacks was dead and stays zero), then per safe point its operand stack, and go there —
     /// directly when it is outside any loop, otherwise through the outermost enclosing loop's header, whose
-    /// dispatcher forwards to the next header in (every loop keeps a single entry, so it stays optimisable).
+    /// dispatcher forwards one level in (resumeTarget holds the safe point + 1 until it is reached). Each loop's
+    /// dispatcher is a switch over the safe points inside it (numbered contiguously), so the code grows with safe
+    /// points × loop depth, not with their product.
     /// </summary>
+    private bool Rewinds(SafePoint s) => resume && (resumeAt < 0 || s.Id == resumeAt);
+
     private void EmitRewindDispatch()
     {
-        if (resumeAt >= safePoints.Count)
-        {
-            throw new FrameMismatchException($"function {functionIndex} has no safe point {resumeAt}");
-        }
-        var s = safePoints[resumeAt];
+        if (resumeAt >= safePoints.Count) throw new FrameMismatchException($"function {functionIndex} has no safe point {resumeAt}");
+        var mismatch = il.DefineLabel();
         il.MarkLabel(rewindEntry);
         var id = safePointId ??= il.DeclareLocal(typeof(int));
         EmitCtx();
@@ -952,82 +959,98 @@ internal sealed partial class FunctionCompiler
         il.Emit(OpCodes.Ldc_I4, functionIndex);
         EmitCallTo(Members.BeginRewind);
         il.Emit(OpCodes.Stloc, id);
-        var ok = il.DefineLabel();
-        il.Emit(OpCodes.Ldloc, id);
-        il.Emit(OpCodes.Ldc_I4, resumeAt);
-        il.Emit(OpCodes.Beq, ok);
-        il.Emit(OpCodes.Ldc_I4, functionIndex);
-        il.Emit(OpCodes.Ldloc, id);
-        EmitCallTo(Members.FrameMismatch);
-        il.Emit(OpCodes.Throw);
-        il.MarkLabel(ok);
-        foreach (var l in s.LiveLocals)
+        for (var l = 0; l < localTypes.Length; l++)
         {
             EmitCtx();
             EmitField(OpCodes.Ldfld, Members.Frames);
             il.Emit(OpCodes.Ldc_I4, l);
-            EmitCallTo(Members.LoadLocal(localTypes[l]));
+            EmitCallTo(Members.RestoreLocal(localTypes[l]));
             StoreLocal(l);
         }
-        for (var i = 0; i < s.Stack.Length; i++)
+        var restores = new Label[safePoints.Count];
+        for (var k = 0; k < restores.Length; k++) restores[k] = Rewinds(safePoints[k]) ? il.DefineLabel() : mismatch;
+        il.Emit(OpCodes.Ldloc, id);
+        il.Emit(OpCodes.Switch, restores);
+        il.Emit(OpCodes.Br, mismatch);
+
+        for (var k = 0; k < safePoints.Count; k++)
         {
+            var s = safePoints[k];
+            if (!Rewinds(s)) continue;
+            il.MarkLabel(restores[k]);
+            for (var i = 0; i < s.Stack.Length; i++)
+            {
+                EmitCtx();
+                EmitField(OpCodes.Ldfld, Members.Frames);
+                EmitCallTo(Members.LoadStack(s.Stack[i]));
+                il.Emit(OpCodes.Stloc, Slot(i, s.Stack[i]));
+            }
             EmitCtx();
             EmitField(OpCodes.Ldfld, Members.Frames);
-            EmitCallTo(Members.LoadStack(s.Stack[i]));
-            il.Emit(OpCodes.Stloc, Slot(i, s.Stack[i]));
-        }
-        EmitCtx();
-        EmitField(OpCodes.Ldfld, Members.Frames);
-        EmitCallTo(Members.EndRewindFrame);
-        if (s.Loop < 0)
-        {
-            il.Emit(OpCodes.Br, s.Target);
-        }
-        else
-        {
-            var outer = s.Loop;
-            while (loops[outer].Parent >= 0) outer = loops[outer].Parent;
-            il.Emit(OpCodes.Ldc_I4_1);
-            il.Emit(OpCodes.Stloc, resumeTarget!);
-            il.Emit(OpCodes.Br, loops[outer].Header);
+            EmitCallTo(s.Kind == SafePointKind.InCall ? Members.EndRewindFrame : Members.EndRewindInnermostFrame);
+            if (s.Loop < 0)
+            {
+                il.Emit(OpCodes.Br, s.Target);
+            }
+            else
+            {
+                var outer = s.Loop;
+                while (loops[outer].Parent >= 0) outer = loops[outer].Parent;
+                il.Emit(OpCodes.Ldc_I4, k + 1);
+                il.Emit(OpCodes.Stloc, resumeTarget!);
+                il.Emit(OpCodes.Br, loops[outer].Header);
+            }
         }
 
-        // Per-loop dispatchers: loops on the way to the target forward one level in; no other loop is entered
-        // while resuming (resumeTarget is 1 only until the target is reached).
         for (var li = 0; li < loops.Count; li++)
         {
-            il.MarkLabel(loops[li].Dispatch);
-            if (s.Loop >= 0 && IsInside(s.Loop, li))
+            var loop = loops[li];
+            il.MarkLabel(loop.Dispatch);
+            if (loop.LastSafePoint < loop.FirstSafePoint)
             {
-                if (s.Loop == li)
+                il.Emit(OpCodes.Br, mismatch);
+                continue;
+            }
+            var routes = new Label[loop.LastSafePoint - loop.FirstSafePoint + 1];
+            var arrivals = new List<(Label Label, SafePoint Point)>();
+            for (var k = 0; k < routes.Length; k++)
+            {
+                var s = safePoints[loop.FirstSafePoint + k];
+                if (!Rewinds(s))
                 {
-                    il.Emit(OpCodes.Ldc_I4_0);
-                    il.Emit(OpCodes.Stloc, resumeTarget!);
-                    il.Emit(OpCodes.Br, s.Target);
+                    routes[k] = mismatch;
+                }
+                else if (s.Loop == li)
+                {
+                    routes[k] = il.DefineLabel();
+                    arrivals.Add((routes[k], s));
                 }
                 else
                 {
                     var child = s.Loop;
                     while (loops[child].Parent != li) child = loops[child].Parent;
-                    il.Emit(OpCodes.Br, loops[child].Header);
+                    routes[k] = loops[child].Header;
                 }
             }
-            else
+            il.Emit(OpCodes.Ldloc, resumeTarget!);
+            il.Emit(OpCodes.Ldc_I4, loop.FirstSafePoint + 1);
+            il.Emit(OpCodes.Sub);
+            il.Emit(OpCodes.Switch, routes);
+            il.Emit(OpCodes.Br, mismatch);
+            foreach (var (label, s) in arrivals)
             {
-                il.Emit(OpCodes.Ldc_I4, functionIndex);
-                il.Emit(OpCodes.Ldc_I4, resumeAt);
-                EmitCallTo(Members.FrameMismatch);
-                il.Emit(OpCodes.Throw);
+                // Arrived: no loop header forwards any more.
+                il.MarkLabel(label);
+                il.Emit(OpCodes.Ldc_I4_0);
+                il.Emit(OpCodes.Stloc, resumeTarget!);
+                il.Emit(OpCodes.Br, s.Target);
             }
         }
-    }
 
-    private bool IsInside(int loop, int ancestor)
-    {
-        for (var l = loop; l >= 0; l = loops[l].Parent)
-        {
-            if (l == ancestor) return true;
-        }
-        return false;
+        il.MarkLabel(mismatch);
+        il.Emit(OpCodes.Ldc_I4, functionIndex);
+        il.Emit(OpCodes.Ldloc, safePointId!);
+        EmitCallTo(Members.FrameMismatch);
+        il.Emit(OpCodes.Throw);
     }
 }

@@ -55,6 +55,7 @@ internal static class Members
     public static readonly MethodInfo IsRewinding = typeof(FrameStack).GetProperty(nameof(FrameStack.IsRewinding))!.GetMethod!;
     public static readonly MethodInfo BeginRewind = Method(typeof(FrameStack), nameof(FrameStack.BeginRewind));
     public static readonly MethodInfo EndRewindFrame = Method(typeof(FrameStack), nameof(FrameStack.EndRewindFrame));
+    public static readonly MethodInfo EndRewindInnermostFrame = Method(typeof(FrameStack), nameof(FrameStack.EndRewindInnermostFrame));
     public static readonly MethodInfo EndFrame = Method(typeof(FrameStack), nameof(FrameStack.EndFrame));
 
     private static readonly string[] TypeSuffix = ["I32", "I64", "F32", "F64", "V128", "FuncRef", "ExternRef"];
@@ -64,7 +65,7 @@ internal static class Members
 
     public static MethodInfo SaveLocal(ValueType t) => Method(typeof(FrameStack), "SaveLocal" + TypeSuffix[ClrTypes.Index(t)]);
     public static MethodInfo SaveStack(ValueType t) => Method(typeof(FrameStack), "SaveStack" + TypeSuffix[ClrTypes.Index(t)]);
-    public static MethodInfo LoadLocal(ValueType t) => Method(typeof(FrameStack), "LoadLocal" + TypeSuffix[ClrTypes.Index(t)]);
+    public static MethodInfo RestoreLocal(ValueType t) => Method(typeof(FrameStack), "RestoreLocal" + TypeSuffix[ClrTypes.Index(t)]);
     public static MethodInfo LoadStack(ValueType t) => Method(typeof(FrameStack), "LoadStack" + TypeSuffix[ClrTypes.Index(t)]);
 
     private static readonly string[] MultiSuffix = ["I32", "I64", "F32", "F64", "V128", "Ref", "Ref"];

@@ -23,24 +23,71 @@ public sealed class CompiledModule
             pointers[i] = layout.Methods[i]!.MethodHandle.GetFunctionPointer();
         }
         FunctionPointers = pointers;
+        prepared = new bool[module.FunctionCount];
     }
 
-    /// <summary>Entry points of resume-compiled functions, per (function, safe point); see <see cref="ResumeCompiler"/>.</summary>
+    /// <summary>
+    /// Entry points of resume versions, per (function, safe point); safe point -1 is a version for all of them. See
+    /// <see cref="ResumeCompiler"/>.
+    /// </summary>
     internal Dictionary<(int Function, int SafePoint), nint> ResumeEntries { get; } = [];
-    internal object ResumeLock { get; } = new();
+    internal Lock ResumeLock { get; } = new();
+
+    private readonly bool[] prepared = [];
+    private readonly Lock prepareLock = new();
 
     /// <summary>The layout of every safe point of the module's code.</summary>
     public SafePointTable SafePoints => Layout.SafePoints;
 
-    /// <summary>Entry of the resume version of <paramref name="function"/> for a frame stopped at <paramref name="safePoint"/>.</summary>
+    /// <summary>Entry of a resume version of <paramref name="function"/> that rebuilds a frame stopped at <paramref name="safePoint"/>.</summary>
     public nint ResumeEntry(int function, int safePoint)
     {
         lock (ResumeLock)
         {
-            return ResumeEntries.TryGetValue((function, safePoint), out var e)
+            return ResumeEntries.TryGetValue((function, -1), out var e) || ResumeEntries.TryGetValue((function, safePoint), out e)
                 ? e
                 : throw new Runtime.FrameMismatchException($"no resume code for function {function} at safe point {safePoint}");
         }
+    }
+
+    /// <summary>Size of the IL of a defined function's ordinary code (0 if the runtime cannot tell).</summary>
+    internal int IlSize(int function) => Layout.Methods[function]?.GetMethodBody()?.GetILAsByteArray()?.Length ?? 0;
+
+    /// <summary>
+    /// JIT-compiles the ordinary code of the given functions now rather than at their first call. Imports and
+    /// out-of-range indices are skipped; each function is prepared once.
+    /// </summary>
+    /// <returns>How many functions were compiled by this call.</returns>
+    public int Prepare(IEnumerable<int> functions, CancellationToken cancellationToken = default)
+    {
+        var count = 0;
+        foreach (var f in functions)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (f < Module.ImportedFunctionCount || f >= Module.FunctionCount) continue;
+            lock (prepareLock)
+            {
+                if (prepared[f]) continue;
+                System.Runtime.CompilerServices.RuntimeHelpers.PrepareMethod(Layout.Methods[f]!.MethodHandle);
+                prepared[f] = true;
+            }
+            count++;
+        }
+        return count;
+    }
+
+    /// <summary>The module's defined functions, largest body first (the order a time-bounded warm-up takes them in).</summary>
+    internal int[] LargestFirst()
+    {
+        var order = new int[Module.FunctionCount - Module.ImportedFunctionCount];
+        var sizes = new int[order.Length];
+        for (var i = 0; i < order.Length; i++)
+        {
+            order[i] = Module.ImportedFunctionCount + i;
+            sizes[i] = -Module.Bodies[i].Code.Length;
+        }
+        Array.Sort(sizes, order);
+        return order;
     }
 
     public Module Module { get; }

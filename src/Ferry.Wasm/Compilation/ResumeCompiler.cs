@@ -1,56 +1,80 @@
+using System.Diagnostics;
 using System.Reflection;
 using System.Reflection.Emit;
 
 namespace Ferry.Wasm.Compilation;
 
 /// <summary>
-/// Compiles the "resume" versions of functions on demand: the same code as the normal compile plus a dispatcher
-/// that rebuilds a frozen frame. Only functions that appear in a snapshot's frames need one, so this runs at
-/// restore time, for a handful of functions. Results are cached per compiled module.
+/// Compiles functions' resume versions: the same code as the normal compile plus a dispatcher that rebuilds a frame
+/// frozen at any of the function's safe points (see <see cref="FunctionCompiler"/>). Separate methods, so the ordinary
+/// code carries none of it; compiled when needed (a local restore, for the frozen functions) or ahead of time (a
+/// migration destination, before the source freezes: <see cref="WarmUp"/>). Results are cached per compiled module.
 /// </summary>
 internal static class ResumeCompiler
 {
     private static int counter;
 
-    /// <returns>How many resume versions had to be compiled (0: all were cached).</returns>
+    /// <summary>How many functions one dynamic assembly holds during a warm-up (a cancellation or the budget is checked between them).</summary>
+    private const int WarmUpBatch = 16;
+
+    /// <summary>
+    /// Ordinary code larger than this (IL bytes) gets resume versions for one safe point at a time, compiled when a
+    /// frame names it: a version for every safe point adds about 30 % of IL, and past 60,000 bytes RyuJIT stops
+    /// optimising a method (MinOpts), which the frame would then run in until it returns — for an interpreter's loop
+    /// (Lua's luaV_execute: 52 KB, 66 KB with every safe point) the rest of the program.
+    /// </summary>
+    internal const int LargeFunctionIl = 44_000;
+
+    /// <summary>
+    /// Compiles and JIT-compiles resume versions covering the given (function, safe point) pairs, where not compiled
+    /// yet: one version for all of a function's safe points (safe point -1), or, for a function larger than
+    /// <see cref="LargeFunctionIl"/>, one for that safe point. Imports, out-of-range indices and functions without
+    /// safe points (they can never be frozen) are skipped.
+    /// </summary>
+    /// <returns>How many resume versions this call compiled (0: all were ready).</returns>
     public static int EnsureCompiled(CompiledModule compiled, IEnumerable<(int Function, int SafePoint)> frames)
     {
         lock (compiled.ResumeLock)
         {
-            var entries = compiled.ResumeEntries;
-            var needed = frames.Where(f => f.Function >= compiled.Module.ImportedFunctionCount && f.Function < compiled.Module.FunctionCount && !entries.ContainsKey(f))
-                .Distinct().Order().ToList();
-            if (needed.Count == 0) return 0;
-            foreach (var (f, sp) in needed)
+            var module = compiled.Module;
+            var needed = new SortedSet<(int Function, int SafePoint)>();
+            foreach (var (f, sp) in frames)
             {
-                if (!compiled.SafePoints.Contains(f, sp)) throw new Runtime.FrameMismatchException($"function {f} has no safe point {sp}");
+                if (f < module.ImportedFunctionCount || f >= module.FunctionCount || !compiled.Layout.CanUnwind[f] || !compiled.Options.SafePoints) continue;
+                if (compiled.ResumeEntries.ContainsKey((f, -1))) continue;
+                var key = compiled.IlSize(f) > LargeFunctionIl && sp >= 0 ? (f, sp) : (f, -1);
+                if (!compiled.ResumeEntries.ContainsKey(key)) needed.Add(key);
             }
+            if (needed.Count == 0) return 0;
 
             var n = Interlocked.Increment(ref counter);
             var name = new AssemblyName($"Ferry.Wasm.Resume{n}");
             var access = compiled.Options.Collectible ? AssemblyBuilderAccess.RunAndCollect : AssemblyBuilderAccess.Run;
             var dynModule = AssemblyBuilder.DefineDynamicAssembly(name, access).DefineDynamicModule(name.Name!);
             var tb = dynModule.DefineType("Resume", TypeAttributes.Public | TypeAttributes.Sealed | TypeAttributes.Abstract);
+            var source = compiled.Layout;
             var layout = new ModuleLayout
             {
-                Module = compiled.Layout.Module,
-                InstanceType = compiled.Layout.InstanceType,
-                Methods = compiled.Layout.Methods,
-                GlobalFields = compiled.Layout.GlobalFields,
-                GlobalIsCell = compiled.Layout.GlobalIsCell,
-                ImportFields = compiled.Layout.ImportFields,
-                Options = compiled.Layout.Options,
-                MayGrowMemory = compiled.Layout.MayGrowMemory,
-                CanUnwind = compiled.Layout.CanUnwind,
-                SafePoints = compiled.Layout.SafePoints,
-                Shapes = new SaveShapes(tb, compiled.Layout.InstanceType),
+                Module = source.Module,
+                InstanceType = source.InstanceType,
+                Methods = source.Methods,
+                GlobalFields = source.GlobalFields,
+                GlobalIsCell = source.GlobalIsCell,
+                ImportFields = source.ImportFields,
+                Options = source.Options,
+                MayGrowMemory = source.MayGrowMemory,
+                CanUnwind = source.CanUnwind,
+                // Same body, same numbering and layouts: the resume version's safe points are the ordinary code's.
+                SafePoints = source.SafePoints,
+                Shapes = new SaveShapes(tb, source.InstanceType),
                 Tokens = new MemberTokens(dynModule),
             };
             var builders = new Dictionary<(int, int), MethodBuilder>();
             foreach (var (f, sp) in needed)
             {
-                var t = compiled.Module.FunctionType(f);
-                var mb = tb.DefineMethod($"{ModuleCompiler.MethodName(compiled.Module, f)}#resume{sp}", MethodAttributes.Public | MethodAttributes.Static,
+                var t = module.FunctionType(f);
+                var suffix = sp < 0 ? "#resume" : $"#resume{sp}";
+                var mb = tb.DefineMethod($"{ModuleCompiler.MethodName(module, f)}{suffix}", MethodAttributes.Public | MethodAttributes.Static,
                     ClrTypes.Return(t), ClrTypes.Parameters(t, layout.InstanceType));
                 builders[(f, sp)] = mb;
                 new FunctionCompiler(layout, f, mb.GetILGenerator(), resumeAt: sp).Compile();
@@ -60,11 +84,46 @@ internal static class ResumeCompiler
             {
                 var handle = created.GetMethod(mb.Name, BindingFlags.Public | BindingFlags.Static)!.MethodHandle;
                 // JIT now rather than at the first call: the caller decides when this cost is paid (a migration
-                // destination pays it before it reports ready, inside the measured downtime, not after it).
+                // destination pays it before the freeze or before it reports ready, not after the guest started).
                 System.Runtime.CompilerServices.RuntimeHelpers.PrepareMethod(handle);
-                entries[key] = handle.GetFunctionPointer();
+                compiled.ResumeEntries[key] = handle.GetFunctionPointer();
             }
             return needed.Count;
         }
+    }
+
+    /// <summary>
+    /// Readies a module for resuming frames that are not known yet (a migration destination before the freeze):
+    /// resume versions of every function that can be frozen (but those above <see cref="LargeFunctionIl"/>), then the
+    /// ordinary code of every function, largest body first, until <paramref name="budget"/> is spent; what is left
+    /// compiles when needed. Largest first because the
+    /// JIT's time grows with the body, and a program's big functions (main, an interpreter's loop) are the ones most
+    /// likely on its stack.
+    /// </summary>
+    /// <returns>Resume versions and ordinary functions compiled by this call.</returns>
+    public static (int ResumeVersions, int Functions) WarmUp(CompiledModule compiled, TimeSpan budget, CancellationToken cancellationToken = default)
+    {
+        if (budget <= TimeSpan.Zero) return (0, 0);
+        var order = compiled.LargestFirst();
+        var clock = Stopwatch.StartNew();
+        var resumeVersions = 0;
+        for (var i = 0; i < order.Length && clock.Elapsed < budget; i += WarmUpBatch)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            // Per-safe-point functions (too large for one version) wait for a frame hint or the state.
+            var batch = new List<(int, int)>(WarmUpBatch);
+            for (var k = i; k < Math.Min(i + WarmUpBatch, order.Length); k++)
+            {
+                if (compiled.IlSize(order[k]) <= LargeFunctionIl) batch.Add((order[k], -1));
+            }
+            resumeVersions += EnsureCompiled(compiled, batch);
+        }
+        var functions = 0;
+        foreach (var f in order)
+        {
+            if (clock.Elapsed >= budget) break;
+            functions += compiled.Prepare([f], cancellationToken);
+        }
+        return (resumeVersions, functions);
     }
 }

@@ -37,14 +37,18 @@ public static class Execution
     }
 
     /// <summary>
-    /// Compiles (and JIT-compiles) the resume versions <see cref="Resume"/> needs for <paramref name="frames"/>, so
-    /// that a resume right after starts running guest code at once. Optional: <see cref="Resume"/> does it itself;
-    /// a migration destination calls it before it declares itself ready, so the work counts as downtime where it is.
+    /// Checks <paramref name="frames"/> against the module's code and compiles (and JIT-compiles) the resume versions
+    /// of their functions, so that a resume right after starts running guest code at once. Optional:
+    /// <see cref="Resume"/> does it itself; a migration destination calls it before it declares itself ready, so the
+    /// work counts as downtime where it is (normally none is left: see <see cref="WarmUp"/>).
     /// </summary>
-    /// <returns>How many resume versions had to be compiled (0: all were ready, e.g. from <see cref="PrecompileResume"/>).</returns>
+    /// <returns>How many resume versions had to be compiled (0: all were ready, e.g. from <see cref="WarmUp"/> or <see cref="Precompile"/>).</returns>
+    /// <exception cref="FrameMismatchException">A frame does not fit the module's code.</exception>
     public static int PrepareResume(Instance instance, IReadOnlyList<FrameRecord> frames)
     {
         if (frames.Count == 0) throw new ArgumentException("no frames to resume", nameof(frames));
+        var compiled = instance.Compiled;
+        if (!compiled.Options.SafePoints) throw new FrameMismatchException("the module was compiled without safe points; it cannot resume frames");
         var module = instance.Module;
         foreach (var f in frames)
         {
@@ -52,17 +56,39 @@ public static class Execution
             {
                 throw new FrameMismatchException($"frame names function {f.FunctionIndex}, which this module does not define");
             }
+            CheckLayout(f, compiled.SafePoints.Get(f.FunctionIndex, f.SafePoint));
         }
-        return ResumeCompiler.EnsureCompiled(instance.Compiled, frames.Select(f => (f.FunctionIndex, f.SafePoint)));
+        return ResumeCompiler.EnsureCompiled(compiled, frames.Select(f => (f.FunctionIndex, f.SafePoint)));
     }
 
     /// <summary>
-    /// Compiles resume versions for (function, safe point) pairs expected to be resumed soon — a head start, e.g. on a
-    /// migration destination before the frames themselves arrive. Pairs this module does not have (no such function
-    /// or safe point; the safe-point table knows only defined functions) are skipped.
+    /// A frame must record exactly the safe point's live locals (in order) and operand stack: the rebuilder trusts
+    /// that shape (it restores a missing local as zero), so a damaged or foreign frame is refused here, up front.
     /// </summary>
-    public static void PrecompileResume(CompiledModule compiled, IReadOnlyList<(int Function, int SafePoint)> frames) =>
+    private static void CheckLayout(FrameRecord f, SafePointLayout layout)
+    {
+        var ok = f.Locals.Length == layout.LiveLocals.Length && f.Stack.Length == layout.Stack.Length;
+        for (var i = 0; ok && i < f.Locals.Length; i++) ok = f.Locals[i].Index == layout.LiveLocals[i];
+        for (var i = 0; ok && i < f.Stack.Length; i++) ok = f.Stack[i].Type == layout.Stack[i];
+        if (!ok) throw new FrameMismatchException($"frame of function {f.FunctionIndex} at safe point {f.SafePoint} does not match the code's layout");
+    }
+
+    /// <summary>
+    /// Compiles the resume versions for (function, safe point) pairs expected to be resumed soon — a head start, e.g.
+    /// on a migration destination before the frames themselves arrive. Pairs this module does not have (no such
+    /// function or safe point; the safe-point table knows only defined functions) are skipped.
+    /// </summary>
+    public static void Precompile(CompiledModule compiled, IReadOnlyList<(int Function, int SafePoint)> frames) =>
         ResumeCompiler.EnsureCompiled(compiled, frames.Where(f => compiled.SafePoints.Contains(f.Function, f.SafePoint)));
+
+    /// <summary>
+    /// Readies <paramref name="compiled"/> for frames not known yet, within <paramref name="budget"/>: the resume
+    /// versions of every function that can be frozen, then the ordinary code, largest functions first (a migration
+    /// destination before it lets the source freeze; what the budget leaves out is compiled when needed).
+    /// </summary>
+    /// <returns>Resume versions and ordinary functions compiled by this call.</returns>
+    public static (int ResumeVersions, int Functions) WarmUp(CompiledModule compiled, TimeSpan budget, CancellationToken cancellationToken = default) =>
+        ResumeCompiler.WarmUp(compiled, budget, cancellationToken);
 
     /// <summary>Continues a frozen call from <paramref name="frames"/> (innermost first) in <paramref name="instance"/>.</summary>
     public static CallOutcome Resume(Instance instance, IReadOnlyList<FrameRecord> frames)

@@ -145,7 +145,7 @@ public sealed class FrameStack
     /// <summary>The safe point of the next frame to rebuild.</summary>
     public int NextRewindSafePoint => rewindIndex >= 0 ? frames[rewindIndex].SafePoint : -1;
 
-    /// <summary>Called on entry of a resume-compiled function: takes its frame and returns the safe-point id.</summary>
+    /// <summary>Called by a function's frame rebuilder: takes its frame and returns the safe-point id.</summary>
     public int BeginRewind(int functionIndex)
     {
         if (rewindIndex < 0) throw new FrameMismatchException($"function {functionIndex} entered for resume but no frame is left");
@@ -160,12 +160,15 @@ public sealed class FrameStack
         return current.SafePoint;
     }
 
-    private WasmValue NextLocal(ValueType t, int index)
+    /// <summary>
+    /// The value of local <paramref name="index"/> if the frame recorded it, else zero (the local was dead there).
+    /// The rebuilder asks for every local in increasing order, so this walks the record once.
+    /// </summary>
+    private WasmValue RestoreLocal(ValueType t, int index)
     {
         var f = current ?? throw new FrameMismatchException("no frame being restored");
-        if (localCursor >= f.Locals.Length) throw new FrameMismatchException($"frame of function {f.FunctionIndex} has too few locals");
-        var (i, v) = f.Locals[localCursor++];
-        if (i != index) throw new FrameMismatchException($"frame of function {f.FunctionIndex}: expected local {index}, found local {i}");
+        if (localCursor >= f.Locals.Length || f.Locals[localCursor].Index != index) return WasmValue.Default(t);
+        var v = f.Locals[localCursor++].Value;
         if (v.Type != t) throw new FrameMismatchException($"frame of function {f.FunctionIndex}: local {index} is {v.Type.Name()}, code expects {t.Name()}");
         return v;
     }
@@ -180,19 +183,19 @@ public sealed class FrameStack
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    public int LoadLocalI32(int index) => NextLocal(ValueType.I32, index).I32;
+    public int RestoreLocalI32(int index) => RestoreLocal(ValueType.I32, index).I32;
     [MethodImpl(MethodImplOptions.NoInlining)]
-    public long LoadLocalI64(int index) => NextLocal(ValueType.I64, index).I64;
+    public long RestoreLocalI64(int index) => RestoreLocal(ValueType.I64, index).I64;
     [MethodImpl(MethodImplOptions.NoInlining)]
-    public float LoadLocalF32(int index) => NextLocal(ValueType.F32, index).F32;
+    public float RestoreLocalF32(int index) => RestoreLocal(ValueType.F32, index).F32;
     [MethodImpl(MethodImplOptions.NoInlining)]
-    public double LoadLocalF64(int index) => NextLocal(ValueType.F64, index).F64;
+    public double RestoreLocalF64(int index) => RestoreLocal(ValueType.F64, index).F64;
     [MethodImpl(MethodImplOptions.NoInlining)]
-    public Vector128<byte> LoadLocalV128(int index) => NextLocal(ValueType.V128, index).V128;
+    public Vector128<byte> RestoreLocalV128(int index) => RestoreLocal(ValueType.V128, index).V128;
     [MethodImpl(MethodImplOptions.NoInlining)]
-    public FuncRef? LoadLocalFuncRef(int index) => (FuncRef?)NextLocal(ValueType.FuncRef, index).Ref;
+    public FuncRef? RestoreLocalFuncRef(int index) => (FuncRef?)RestoreLocal(ValueType.FuncRef, index).Ref;
     [MethodImpl(MethodImplOptions.NoInlining)]
-    public object? LoadLocalExternRef(int index) => NextLocal(ValueType.ExternRef, index).Ref;
+    public object? RestoreLocalExternRef(int index) => RestoreLocal(ValueType.ExternRef, index).Ref;
     [MethodImpl(MethodImplOptions.NoInlining)]
     public int LoadStackI32() => NextStack(ValueType.I32).I32;
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -207,6 +210,22 @@ public sealed class FrameStack
     public FuncRef? LoadStackFuncRef() => (FuncRef?)NextStack(ValueType.FuncRef).Ref;
     [MethodImpl(MethodImplOptions.NoInlining)]
     public object? LoadStackExternRef() => NextStack(ValueType.ExternRef).Ref;
+
+    /// <summary>
+    /// <see cref="EndRewindFrame"/> for a frame stopped at a function entry or loop header: it was running, not
+    /// calling, so it must be the innermost — frames left below it would silently never be rebuilt.
+    /// </summary>
+    public void EndRewindInnermostFrame()
+    {
+        EndRewindFrame();
+        if (rewindIndex >= 0)
+        {
+            var left = rewindIndex + 1;
+            frames.Clear();
+            rewindIndex = -1;
+            throw new FrameMismatchException($"{left} frames below a frame that was not in a call");
+        }
+    }
 
     /// <summary>Checked after a frame's values are loaded: all of them must have been consumed.</summary>
     public void EndRewindFrame()

@@ -43,9 +43,19 @@ public static class RuntimeChecks
     public static Exception BadSafePoint(int functionIndex, int safePoint) =>
         new FrameMismatchException($"function {functionIndex} has no safe point {safePoint}");
 
-    /// <summary>Entry point of the resume-compiled version of the frame that is rebuilt next.</summary>
-    public static nint NextResumeEntry(InstanceBase ctx) =>
-        ctx.Owner.Compiled.ResumeEntry(ctx.Frames.NextRewindFunction, ctx.Frames.NextRewindSafePoint);
+    /// <summary>
+    /// Entry point of the resume version of the function whose frame is rebuilt next, for a call site of type
+    /// <paramref name="typeId"/>: the code is called through that signature, so a frame of a function of another type
+    /// (a damaged or reordered snapshot) is refused here rather than called wrongly.
+    /// </summary>
+    public static nint NextResumeEntry(InstanceBase ctx, int typeId)
+    {
+        var f = ctx.Frames.NextRewindFunction;
+        var compiled = ctx.Owner.Compiled;
+        if (f < compiled.Module.ImportedFunctionCount || f >= compiled.Module.FunctionCount) throw new FrameMismatchException($"frame names function {f}, which this module does not define");
+        if (FuncTypeIds.Of(compiled.Module.FunctionType(f)) != typeId) throw new FrameMismatchException($"frame of function {f} does not fit the call it is resumed under");
+        return compiled.ResumeEntry(f, ctx.Frames.NextRewindSafePoint);
+    }
 
     /// <summary>Called by the shared save methods: completes the frame from the safe-point table and starts unwinding.</summary>
     public static void CompleteSave(InstanceBase ctx, int function, int safePoint)
