@@ -944,10 +944,9 @@ internal sealed partial class FunctionCompiler
     /// directly when it is outside any loop, otherwise through the outermost enclosing loop's header, whose
     /// dispatcher forwards one level in (resumeTarget holds the safe point + 1 until it is reached). Each loop's
     /// dispatcher is a switch over the safe points inside it (numbered contiguously), so the code grows with safe
-    /// points × loop depth, not with their product.
+    /// points × loop depth, not with their product. A version for one safe point restores only its live locals and
+    /// routes without switches.
     /// </summary>
-    private bool Rewinds(SafePoint s) => resume && (resumeAt < 0 || s.Id == resumeAt);
-
     private void EmitRewindDispatch()
     {
         if (resumeAt >= safePoints.Count) throw new FrameMismatchException($"function {functionIndex} has no safe point {resumeAt}");
@@ -959,7 +958,8 @@ internal sealed partial class FunctionCompiler
         il.Emit(OpCodes.Ldc_I4, functionIndex);
         EmitCallTo(Members.BeginRewind);
         il.Emit(OpCodes.Stloc, id);
-        for (var l = 0; l < localTypes.Length; l++)
+        var restored = resumeAt >= 0 ? safePoints[resumeAt].LiveLocals : Enumerable.Range(0, localTypes.Length);
+        foreach (var l in restored)
         {
             EmitCtx();
             EmitField(OpCodes.Ldfld, Members.Frames);
@@ -1011,6 +1011,19 @@ internal sealed partial class FunctionCompiler
                 il.Emit(OpCodes.Br, mismatch);
                 continue;
             }
+            if (resumeAt >= 0)
+            {
+                // One target: this loop is on its way (forward to the next header in, or arrive) or it is not.
+                if (resumeAt < loop.FirstSafePoint || resumeAt > loop.LastSafePoint)
+                {
+                    il.Emit(OpCodes.Br, mismatch);
+                }
+                else
+                {
+                    EmitRoute(safePoints[resumeAt], li);
+                }
+                continue;
+            }
             var routes = new Label[loop.LastSafePoint - loop.FirstSafePoint + 1];
             var arrivals = new List<(Label Label, SafePoint Point)>();
             for (var k = 0; k < routes.Length; k++)
@@ -1052,5 +1065,22 @@ internal sealed partial class FunctionCompiler
         il.Emit(OpCodes.Ldloc, safePointId!);
         EmitCallTo(Members.FrameMismatch);
         il.Emit(OpCodes.Throw);
+    }
+
+    private bool Rewinds(SafePoint s) => resume && (resumeAt < 0 || s.Id == resumeAt);
+
+    /// <summary>From loop <paramref name="li"/>'s dispatcher towards <paramref name="s"/>, which lies inside it.</summary>
+    private void EmitRoute(SafePoint s, int li)
+    {
+        if (s.Loop == li)
+        {
+            il.Emit(OpCodes.Ldc_I4_0);
+            il.Emit(OpCodes.Stloc, resumeTarget!);
+            il.Emit(OpCodes.Br, s.Target);
+            return;
+        }
+        var child = s.Loop;
+        while (loops[child].Parent != li) child = loops[child].Parent;
+        il.Emit(OpCodes.Br, loops[child].Header);
     }
 }
