@@ -294,29 +294,29 @@ public sealed class SealedMigrationTests : IDisposable
     [Fact]
     public async Task The_warm_up_or_a_sealed_frame_hint_has_the_resume_code_compiled_before_the_state_and_tampering_is_refused()
     {
+        // The state arrives and the source is released; how many resume versions the destination still compiled then.
+        static int SwitchOver(EnclaveSource source, EnclaveDestination destination)
+        {
+            destination.CompleteState(destination.OpenState(source.SealState(0, null, 2)));
+            source.Unfreeze();
+            destination.Dispose();
+            return destination.ResumeVersionsCompiledAfterState;
+        }
+
         // The destination compiles every resume version before it lets the source freeze: nothing is left for the state.
         var (source, destination) = await FrozenPairAsync();
         await destination.Ready.WaitAsync(TimeSpan.FromSeconds(30));
-        destination.CompleteState(destination.OpenState(source.SealState(0, null, 2)));
-        Assert.Equal(0, destination.ResumeVersionsCompiledAfterState);
-        source.Unfreeze();
-        destination.Dispose();
+        Assert.Equal(0, SwitchOver(source, destination));
 
         // Without the warm-up, the hint does it: the frozen functions' resume versions are ready before the state.
         (source, destination) = await FrozenPairAsync(jitBudget: TimeSpan.Zero);
         destination.OpenFrameHint(source.SealFrameHint());
         await destination.HintedResume.WaitAsync(TimeSpan.FromSeconds(30));
-        destination.CompleteState(destination.OpenState(source.SealState(0, null, 2)));
-        Assert.Equal(0, destination.ResumeVersionsCompiledAfterState);
-        source.Unfreeze();
-        destination.Dispose();
+        Assert.Equal(0, SwitchOver(source, destination));
 
         // With neither (a fresh destination: its own compiled module), they are compiled before Ready, not at the start.
         (source, destination) = await FrozenPairAsync(jitBudget: TimeSpan.Zero);
-        destination.CompleteState(destination.OpenState(source.SealState(0, null, 2)));
-        Assert.True(destination.ResumeVersionsCompiledAfterState > 0);
-        source.Unfreeze();
-        destination.Dispose();
+        Assert.True(SwitchOver(source, destination) > 0);
 
         // A modified hint is refused like any other sealed record.
         (source, destination) = await FrozenPairAsync();

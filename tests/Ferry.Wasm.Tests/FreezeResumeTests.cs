@@ -86,6 +86,21 @@ public class FreezeResumeTests
         return (instance, ticker);
     }
 
+    /// <summary>
+    /// <see cref="Program"/>'s result for run(6) from a reference instance, and another instance frozen at tick 75 of
+    /// the same call (deep inside $rec).
+    /// </summary>
+    private static (WasmValue Expected, Instance Instance, Ticker Ticker, CallOutcome Outcome) FrozenAtTick75(CompiledModule compiled)
+    {
+        var (reference, _) = Create(compiled);
+        var expected = Execution.Call(reference, reference.GetFunction("run"), WasmValue.FromI32(6)).Results![0];
+        var (instance, ticker) = Create(compiled);
+        ticker.FreezeAt = [75];
+        var outcome = Execution.Call(instance, instance.GetFunction("run"), WasmValue.FromI32(6));
+        Assert.True(outcome.IsFrozen);
+        return (expected, instance, ticker, outcome);
+    }
+
     private static CompiledModule Compile(string wat)
     {
         var module = ModuleDecoder.Decode(Wat.ToWasm(wat));
@@ -121,13 +136,7 @@ public class FreezeResumeTests
     public void Frames_resume_in_a_fresh_instance_given_memory_and_globals()
     {
         var compiled = Compile(Program);
-        var (reference, _) = Create(compiled);
-        var expected = Execution.Call(reference, reference.GetFunction("run"), WasmValue.FromI32(6)).Results![0];
-
-        var (first, ticker) = Create(compiled);
-        ticker.FreezeAt = [75];
-        var outcome = Execution.Call(first, first.GetFunction("run"), WasmValue.FromI32(6));
-        Assert.True(outcome.IsFrozen);
+        var (expected, first, ticker, outcome) = FrozenAtTick75(compiled);
         // Deep inside $rec: several frames of the same function, plus the loop frame of "run".
         Assert.True(outcome.Frames!.Count >= 2);
 
@@ -206,14 +215,7 @@ public class FreezeResumeTests
     [Fact]
     public void A_freeze_requested_before_a_resume_takes_effect_once_the_frames_are_rebuilt()
     {
-        var compiled = Compile(Program);
-        var (reference, _) = Create(compiled);
-        var expected = Execution.Call(reference, reference.GetFunction("run"), WasmValue.FromI32(6)).Results![0];
-
-        var (instance, ticker) = Create(compiled);
-        ticker.FreezeAt = [75];
-        var outcome = Execution.Call(instance, instance.GetFunction("run"), WasmValue.FromI32(6));
-        Assert.True(outcome.IsFrozen);
+        var (expected, instance, ticker, outcome) = FrozenAtTick75(Compile(Program));
         var ticks = ticker.Count;
         // Asked while nothing runs: the rebuild must not swallow it, nor save frames while rebuilding.
         instance.State.RequestFreeze();
@@ -229,13 +231,7 @@ public class FreezeResumeTests
     [Fact]
     public void Frames_that_do_not_fit_are_refused_and_the_instance_stays_usable()
     {
-        var compiled = Compile(Program);
-        var (reference, _) = Create(compiled);
-        var expected = Execution.Call(reference, reference.GetFunction("run"), WasmValue.FromI32(6)).Results![0];
-
-        var (instance, ticker) = Create(compiled);
-        ticker.FreezeAt = [75];
-        var outcome = Execution.Call(instance, instance.GetFunction("run"), WasmValue.FromI32(6));
+        var (expected, instance, _, outcome) = FrozenAtTick75(Compile(Program));
         var frames = outcome.Frames!;
         var outer = frames[^1];
         Assert.NotEmpty(outer.Locals);

@@ -1024,25 +1024,20 @@ internal sealed partial class FunctionCompiler
                 }
                 continue;
             }
+            // Every safe point: arrive here, or forward to the header of the child loop it lies in.
             var routes = new Label[loop.LastSafePoint - loop.FirstSafePoint + 1];
             var arrivals = new List<(Label Label, SafePoint Point)>();
             for (var k = 0; k < routes.Length; k++)
             {
                 var s = safePoints[loop.FirstSafePoint + k];
-                if (!Rewinds(s))
-                {
-                    routes[k] = mismatch;
-                }
-                else if (s.Loop == li)
+                if (s.Loop == li)
                 {
                     routes[k] = il.DefineLabel();
                     arrivals.Add((routes[k], s));
                 }
                 else
                 {
-                    var child = s.Loop;
-                    while (loops[child].Parent != li) child = loops[child].Parent;
-                    routes[k] = loops[child].Header;
+                    routes[k] = loops[ChildLoopTowards(s, li)].Header;
                 }
             }
             il.Emit(OpCodes.Ldloc, resumeTarget!);
@@ -1052,11 +1047,8 @@ internal sealed partial class FunctionCompiler
             il.Emit(OpCodes.Br, mismatch);
             foreach (var (label, s) in arrivals)
             {
-                // Arrived: no loop header forwards any more.
                 il.MarkLabel(label);
-                il.Emit(OpCodes.Ldc_I4_0);
-                il.Emit(OpCodes.Stloc, resumeTarget!);
-                il.Emit(OpCodes.Br, s.Target);
+                EmitArrive(s);
             }
         }
 
@@ -1072,15 +1064,23 @@ internal sealed partial class FunctionCompiler
     /// <summary>From loop <paramref name="li"/>'s dispatcher towards <paramref name="s"/>, which lies inside it.</summary>
     private void EmitRoute(SafePoint s, int li)
     {
-        if (s.Loop == li)
-        {
-            il.Emit(OpCodes.Ldc_I4_0);
-            il.Emit(OpCodes.Stloc, resumeTarget!);
-            il.Emit(OpCodes.Br, s.Target);
-            return;
-        }
+        if (s.Loop == li) EmitArrive(s);
+        else il.Emit(OpCodes.Br, loops[ChildLoopTowards(s, li)].Header);
+    }
+
+    /// <summary>Arrived at the frame's safe point: no loop header forwards any more.</summary>
+    private void EmitArrive(SafePoint s)
+    {
+        il.Emit(OpCodes.Ldc_I4_0);
+        il.Emit(OpCodes.Stloc, resumeTarget!);
+        il.Emit(OpCodes.Br, s.Target);
+    }
+
+    /// <summary>The loop directly inside <paramref name="li"/> that contains <paramref name="s"/> (which is deeper than <paramref name="li"/>).</summary>
+    private int ChildLoopTowards(SafePoint s, int li)
+    {
         var child = s.Loop;
         while (loops[child].Parent != li) child = loops[child].Parent;
-        il.Emit(OpCodes.Br, loops[child].Header);
+        return child;
     }
 }

@@ -24,6 +24,7 @@ public sealed class CompiledModule
         }
         FunctionPointers = pointers;
         prepared = new bool[module.FunctionCount];
+        ilSizes = new int[module.FunctionCount];
     }
 
     /// <summary>
@@ -33,8 +34,9 @@ public sealed class CompiledModule
     internal Dictionary<(int Function, int SafePoint), nint> ResumeEntries { get; } = [];
     internal Lock ResumeLock { get; } = new();
 
-    private readonly bool[] prepared = [];
+    private readonly bool[] prepared;
     private readonly Lock prepareLock = new();
+    private readonly int[] ilSizes;
 
     /// <summary>The layout of every safe point of the module's code.</summary>
     public SafePointTable SafePoints => Layout.SafePoints;
@@ -50,8 +52,17 @@ public sealed class CompiledModule
         }
     }
 
-    /// <summary>Size of the IL of a defined function's ordinary code (0 if the runtime cannot tell).</summary>
-    internal int IlSize(int function) => Layout.Methods[function]?.GetMethodBody()?.GetILAsByteArray()?.Length ?? 0;
+    /// <summary>Size of the IL of a defined function's ordinary code (0 if the runtime cannot tell); read once, then remembered.</summary>
+    internal int IlSize(int function)
+    {
+        var size = Volatile.Read(ref ilSizes[function]);
+        if (size == 0)
+        {
+            size = Layout.Methods[function]?.GetMethodBody()?.GetILAsByteArray()?.Length ?? 0;
+            Volatile.Write(ref ilSizes[function], size);
+        }
+        return size;
+    }
 
     /// <summary>
     /// JIT-compiles the ordinary code of the given functions now rather than at their first call. Imports and

@@ -28,8 +28,9 @@ internal static class ResumeCompiler
     /// <summary>
     /// Compiles and JIT-compiles resume versions covering the given (function, safe point) pairs, where not compiled
     /// yet: one version for all of a function's safe points (safe point -1), or, for a function larger than
-    /// <see cref="LargeFunctionIl"/>, one for that safe point. Imports, out-of-range indices and functions without
-    /// safe points (they can never be frozen) are skipped.
+    /// <see cref="LargeFunctionIl"/>, one for that safe point (a request with safe point -1, i.e. "any", is skipped
+    /// for such a function). Imports, out-of-range indices and functions without safe points (they can never be
+    /// frozen) are skipped.
     /// </summary>
     /// <returns>How many resume versions this call compiled (0: all were ready).</returns>
     public static int EnsureCompiled(CompiledModule compiled, IEnumerable<(int Function, int SafePoint)> frames)
@@ -42,7 +43,12 @@ internal static class ResumeCompiler
             {
                 if (f < module.ImportedFunctionCount || f >= module.FunctionCount || !compiled.Layout.CanUnwind[f] || !compiled.Options.SafePoints) continue;
                 if (compiled.ResumeEntries.ContainsKey((f, -1))) continue;
-                var key = compiled.IlSize(f) > LargeFunctionIl && sp >= 0 ? (f, sp) : (f, -1);
+                var key = (f, -1);
+                if (compiled.IlSize(f) > LargeFunctionIl)
+                {
+                    if (sp < 0) continue; // no version for every safe point; one is compiled when a frame names it
+                    key = (f, sp);
+                }
                 if (!compiled.ResumeEntries.ContainsKey(key)) needed.Add(key);
             }
             if (needed.Count == 0) return 0;
@@ -96,9 +102,8 @@ internal static class ResumeCompiler
     /// Readies a module for resuming frames that are not known yet (a migration destination before the freeze):
     /// resume versions of every function that can be frozen (but those above <see cref="LargeFunctionIl"/>), then the
     /// ordinary code of every function, largest body first, until <paramref name="budget"/> is spent; what is left
-    /// compiles when needed. Largest first because the
-    /// JIT's time grows with the body, and a program's big functions (main, an interpreter's loop) are the ones most
-    /// likely on its stack.
+    /// compiles when needed. Largest first because the JIT's time grows with the body, and a program's big functions
+    /// (main, an interpreter's loop) are the ones most likely on its stack.
     /// </summary>
     /// <returns>Resume versions and ordinary functions compiled by this call.</returns>
     public static (int ResumeVersions, int Functions) WarmUp(CompiledModule compiled, TimeSpan budget, CancellationToken cancellationToken = default)
@@ -110,12 +115,8 @@ internal static class ResumeCompiler
         for (var i = 0; i < order.Length && clock.Elapsed < budget; i += WarmUpBatch)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            // Per-safe-point functions (too large for one version) wait for a frame hint or the state.
-            var batch = new List<(int, int)>(WarmUpBatch);
-            for (var k = i; k < Math.Min(i + WarmUpBatch, order.Length); k++)
-            {
-                if (compiled.IlSize(order[k]) <= LargeFunctionIl) batch.Add((order[k], -1));
-            }
+            var batch = new (int, int)[Math.Min(WarmUpBatch, order.Length - i)];
+            for (var k = 0; k < batch.Length; k++) batch[k] = (order[i + k], -1);
             resumeVersions += EnsureCompiled(compiled, batch);
         }
         var functions = 0;

@@ -52,6 +52,7 @@ public static class RuntimeChecks
     {
         var f = ctx.Frames.NextRewindFunction;
         var compiled = ctx.Owner.Compiled;
+        // -1 when no frame is left (a damaged snapshot whose innermost frame was stopped in a call).
         if (f < compiled.Module.ImportedFunctionCount || f >= compiled.Module.FunctionCount) throw new FrameMismatchException($"frame names function {f}, which this module does not define");
         if (FuncTypeIds.Of(compiled.Module.FunctionType(f)) != typeId) throw new FrameMismatchException($"frame of function {f} does not fit the call it is resumed under");
         return compiled.ResumeEntry(f, ctx.Frames.NextRewindSafePoint);
