@@ -74,9 +74,19 @@ internal sealed partial class WorkloadRuntime : IDisposable
     /// <summary>FERRY_TRACE=1: timestamps (µs) of every control message and phase, for finding where downtime goes.</summary>
     private static readonly bool Tracing = Environment.GetEnvironmentVariable("FERRY_TRACE") == "1";
 
+    /// <summary>
+    /// One FERRY_TRACE line: wall-clock time, then CLOCK_MONOTONIC in nanoseconds (what <c>perf record -k
+    /// CLOCK_MONOTONIC</c> stamps scheduler events with), methods JIT-compiled so far and the time spent on them, and
+    /// GC counts (gen 0/1/2) with the total pause: enough to tell whether a slow switch-over step waited for the JIT, a
+    /// collection, or a core (docs/benchmarks.md, "what a switch-over waits for").
+    /// </summary>
     private static void Trace(string what)
     {
-        if (Tracing) Console.Error.WriteLine($"[ferry-trace {DateTime.UtcNow:HH:mm:ss.ffffff}] {what}");
+        if (!Tracing) return;
+        Console.Error.WriteLine(
+            $"[ferry-trace {DateTime.UtcNow:HH:mm:ss.ffffff} mono={(long)(System.Diagnostics.Stopwatch.GetTimestamp() * (1e9 / System.Diagnostics.Stopwatch.Frequency))} " +
+            $"jit={System.Runtime.JitInfo.GetCompiledMethodCount()}/{System.Runtime.JitInfo.GetCompilationTime().TotalMilliseconds:0.0}ms " +
+            $"gc={GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)}/{GC.GetTotalPauseDuration().TotalMilliseconds:0.00}ms] {what}");
     }
 
     private void Update(Func<WorkloadStatus, WorkloadStatus> change)
@@ -495,10 +505,20 @@ internal sealed partial class WorkloadRuntime : IDisposable
     private void SetPhase(string phase, string? error) =>
         Update(s => s with { Incoming = (s.Incoming ?? new IncomingMigration { MigrationId = spec.MigrationId ?? "", Phase = phase }) with { Phase = phase, Error = error } });
 
+    private static string PhaseName(DestinationPhase phase) => phase switch
+    {
+        DestinationPhase.Receiving => nameof(DestinationPhase.Receiving),
+        DestinationPhase.Ready => nameof(DestinationPhase.Ready),
+        DestinationPhase.Running => nameof(DestinationPhase.Running),
+        _ => nameof(DestinationPhase.Failed),
+    };
+
     private void OnPhase(DestinationPhase phase, string? error)
     {
-        Trace($"destination phase {phase}");
-        if (phase != DestinationPhase.Ready) Log($"incoming migration: {phase}{(error is null ? "" : ": " + error)}");
+        // Not an interpolated enum: formatting one compiles Enum's generic formatting code on first use (about a
+        // millisecond of JIT), and the Ready phase is reported while the guest is frozen.
+        if (Tracing) Trace("destination phase " + PhaseName(phase));
+        if (phase != DestinationPhase.Ready) Log($"incoming migration: {PhaseName(phase)}{(error is null ? "" : ": " + error)}");
         switch (phase)
         {
             case DestinationPhase.Receiving:

@@ -56,15 +56,22 @@ public sealed class DestinationMigration
     private async Task AwaitBeforeFreezeAsync(EnclaveDestination enclave, CancellationToken ct)
     {
         await enclave.Ready.WaitAsync(ct).ConfigureAwait(false);
-        if (BeforeFreeze is null) return;
-        try
+        if (BeforeFreeze is not null)
         {
-            await BeforeFreeze().WaitAsync(peerTimeout, ct).ConfigureAwait(false);
+            try
+            {
+                await BeforeFreeze().WaitAsync(peerTimeout, ct).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                // Only a matter of speed: go on cold rather than fail the migration.
+            }
         }
-        catch (TimeoutException)
-        {
-            // Only a matter of speed: go on cold rather than fail the migration.
-        }
+        // Compiling and warming up allocate: a generation-0 budget nearly used up then ran out while the state was
+        // being restored, and that collection (4.6 and 8 ms here, all threads stopped) fell inside the downtime
+        // (FERRY_TRACE gc= counts, docs/benchmarks.md). Collect now, while nothing waits; the restore's own
+        // allocations fit in a fresh budget.
+        GC.Collect(0, GCCollectionMode.Forced, blocking: true);
     }
 
     /// <param name="handshake">

@@ -422,6 +422,9 @@ public sealed class SourceMigration
     /// </summary>
     private async Task<FrozenGuestInfo> FreezeAsync(FrameStream control, CancellationToken ct)
     {
+        // A fresh generation-0 budget, so that what the frozen steps allocate (the state record, bitmaps) does not end
+        // it inside the downtime; this collection pauses the guest as any other would, but it is still running.
+        GC.Collect(0, GCCollectionMode.Forced, blocking: true);
         var task = enclave.FreezeAsync();
         if (await Task.WhenAny(task, Task.Delay(options.FreezeTimeout, ct)).ConfigureAwait(false) != task)
         {
