@@ -89,8 +89,12 @@ public sealed class AgentServer : IAsyncDisposable
     public static string Version =>
         typeof(AgentServer).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
 
-    /// <summary>Tracking methods this build can use for pre-copy (kernel tracking is being built separately).</summary>
-    public static string[] TrackingMethods => ["compiler"];
+    /// <summary>
+    /// Tracking methods this host can use (<c>--tracking</c>): compiled tracking always; kernel tracking when this
+    /// kernel and its permissions allow userfaultfd write protection with PAGEMAP_SCAN (probed once per process).
+    /// </summary>
+    public static string[] TrackingMethods =>
+        Ferry.Enclave.Tracking.UserfaultfdSupport.Current.DirtyTrackingUnavailableReason is null ? ["compiler", "kernel"] : ["compiler"];
 
     public Task WaitForShutdownAsync(CancellationToken ct) => Microsoft.Extensions.Hosting.HostingAbstractionsHostExtensions.WaitForShutdownAsync(app, ct);
 

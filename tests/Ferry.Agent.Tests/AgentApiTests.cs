@@ -20,6 +20,16 @@ public sealed class AgentApiTests(AgentPair pair) : IClassFixture<AgentPair>
     private string Long() => pair.Run(pair.A, "microbench", "--mem", "8M", "--seconds", "120", "--progress", "0.2");
 
     [Fact]
+    public async Task Agent_info_lists_the_tracking_methods_this_host_can_use()
+    {
+        using var client = pair.Client(pair.A);
+        var info = await client.InfoAsync();
+        // Same host, same permissions as the agent process: the probe answers the same here.
+        string[] expected = Ferry.Enclave.Tracking.UserfaultfdSupport.Current.DirtyTrackingUnavailableReason is null ? ["compiler", "kernel"] : ["compiler"];
+        Assert.Equal(expected, info.TrackingMethods);
+    }
+
+    [Fact]
     public async Task Ps_logs_and_stop_show_and_end_a_workload()
     {
         var id = Long();
