@@ -111,6 +111,7 @@ public static class MigrationWarmup
 
     private static async Task MigrateAsync(Strategy strategy, ConfidentialHost? host = null, bool kernel = false)
     {
+        var tracking = kernel ? TrackingMethod.Kernel : TrackingMethod.Compiler;
         var module = Wasm.Binary.ModuleDecoder.Decode(Module);
         Wasm.Validation.ModuleValidator.Validate(module);
         var quiet = new WasiOptions { Args = ["warmup"], Stdin = WasiStdio.FromStream(Stream.Null), Stdout = WasiStdio.FromStream(Stream.Null), Stderr = WasiStdio.FromStream(Stream.Null) };
@@ -126,12 +127,8 @@ public static class MigrationWarmup
                 IRecordProtector protector = new PlainRecordProtector();
                 if (host is not null) protector = opener = new SessionRecordProtector(setup.Streams);
                 var postCopy = setup.Strategy is Strategy.PostCopy or Strategy.Hybrid;
-                // As WorkloadRuntime compiles an incoming guest: presence checks, or (kernel post-copy) none and fully interruptible code.
-                var compile = kernel && postCopy
-                    ? CompileOptions.Default with { DirtyTracking = true, FullyInterruptible = true }
-                    : CompileOptions.Default with { DirtyTracking = true, PresenceChecks = postCopy };
                 return new EnclaveDestination(
-                    Wasm.Binary.ModuleDecoder.Decode(bytes.ToArray()), compile,
+                    Wasm.Binary.ModuleDecoder.Decode(bytes.ToArray()), WorkloadRuntime.CompileForIncoming(postCopy, kernel && postCopy),
                     InstanceOptions.Default, state => WasiEnvironment.Restore(state, quiet), protector, setup.Streams,
                     kernelPostCopy: kernel && postCopy, admission: host is null ? null : new EpochAdmission(host.Epochs, measurement));
             },
@@ -154,9 +151,7 @@ public static class MigrationWarmup
         {
             Identity = host is null ? [] : WorkloadIdentity.NewInstance(measurement).Encode(),
         },
-            kernel
-                ? () => new Ferry.Enclave.Tracking.KernelDirtyTracker(program.Instance.Memory!)
-                : () => new Ferry.Enclave.Tracking.CompilerDirtyTracker(program.Instance.State), options);
+            PageTrackers.For(tracking, program), options);
         var setup = new WorkloadSetup
         {
             MigrationId = "",
@@ -165,7 +160,7 @@ public static class MigrationWarmup
             ModuleSha256 = Convert.ToHexStringLower(SHA256.HashData(Module)),
             ModuleBytes = Module.Length,
             Strategy = strategy,
-            Tracking = kernel ? TrackingMethod.Kernel : TrackingMethod.Compiler,
+            Tracking = tracking,
             Confidential = host is not null,
             Streams = 0,
             MemoryBytes = 0,

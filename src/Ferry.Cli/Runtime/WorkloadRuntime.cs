@@ -100,6 +100,14 @@ internal sealed partial class WorkloadRuntime : IDisposable
 
     private static CompileOptions CompileFor(bool postCopy) => CompileOptions.Default with { DirtyTracking = true, PresenceChecks = postCopy };
 
+    /// <summary>
+    /// How an incoming guest is compiled: post-copy faults are served either by compiled presence checks or by
+    /// userfaultfd (MISSING mode, UFFDIO_COPY); the latter needs no instrumented loads but code that stays
+    /// suspendable in a kernel fault. Shared with <see cref="MigrationWarmup"/>, which must compile the same code.
+    /// </summary>
+    internal static CompileOptions CompileForIncoming(bool postCopy, bool kernelPostCopy) =>
+        kernelPostCopy ? CompileFor(postCopy: false) with { FullyInterruptible = true } : CompileFor(postCopy);
+
     private static Module Decode(byte[] bytes)
     {
         var m = Wasm.Binary.ModuleDecoder.Decode(bytes);
@@ -418,12 +426,10 @@ internal sealed partial class WorkloadRuntime : IDisposable
         dir.WriteSpec(spec);
         Update(s => s with { Incoming = s.Incoming! with { Strategy = AgentNames(setup.Strategy) } });
         var postCopy = setup.Strategy is Migration.Protocol.Strategy.PostCopy or Migration.Protocol.Strategy.Hybrid;
-        // Post-copy faults are served either by compiled presence checks or by userfaultfd (MISSING mode,
-        // UFFDIO_COPY); the latter needs no instrumented loads but code that stays suspendable in a kernel fault.
         string? fallback = null;
         var kernel = postCopy && PageTrackers.KernelPostCopy(setup.Tracking, out fallback);
         if (fallback is not null) Log(fallback);
-        var compile = kernel ? CompileFor(false) with { FullyInterruptible = true } : CompileFor(postCopy);
+        var compile = CompileForIncoming(postCopy, kernel);
         IRecordProtector protector = new PlainRecordProtector();
         if (setup.Confidential)
         {

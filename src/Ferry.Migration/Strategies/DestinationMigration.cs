@@ -69,8 +69,9 @@ public sealed class DestinationMigration
         }
         // Compiling and warming up allocate: a generation-0 budget nearly used up then ran out while the state was
         // being restored, and that collection (4.6 and 8 ms here, all threads stopped) fell inside the downtime
-        // (FERRY_TRACE gc= counts, docs/benchmarks.md). Collect now, while nothing waits; the restore's own
-        // allocations fit in a fresh budget.
+        // (FERRY_TRACE gc= counts, docs/benchmarks.md). Collect now, while the guest still runs on the source; the
+        // restore's own allocations fit in a fresh budget. Pre-copy calls this before every round's acknowledgement
+        // (any round may be the last), so each round's measured time includes one such collection.
         GC.Collect(0, GCCollectionMode.Forced, blocking: true);
     }
 
