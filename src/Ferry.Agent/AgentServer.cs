@@ -29,6 +29,9 @@ public sealed class AgentServer : IAsyncDisposable
     private readonly WebApplication app;
     private readonly WorkloadManager manager;
 
+    /// <summary>The relay warm-up's stream target while it runs (see <see cref="RelayWarmup"/>), else null.</summary>
+    private volatile RelayWarmup? warmup;
+
     private AgentServer(WebApplication app, WorkloadManager manager)
     {
         this.app = app;
@@ -46,6 +49,9 @@ public sealed class AgentServer : IAsyncDisposable
         int.TryParse(Environment.GetEnvironmentVariable("FERRY_STREAM_BUFFER_KB"), out var kb) && kb > 0 ? kb * 1024 : 256 * 1024;
 
     public WorkloadManager Workloads => manager;
+
+    /// <summary>The relay warm-up started with the agent (<see cref="AgentOptions.WarmRelay"/>); completes, never fails.</summary>
+    public Task<RelayWarmupResult> RelayWarmedUp { get; private set; } = Task.FromResult(new RelayWarmupResult(0, 0, TimeSpan.Zero, "not started"));
 
     /// <summary>Builds the agent, adopts the workloads in its state dir, and starts listening on <paramref name="listen"/>.</summary>
     public static async Task<AgentServer> StartAsync(AgentOptions options, IPEndPoint listen, CancellationToken ct)
@@ -83,7 +89,26 @@ public sealed class AgentServer : IAsyncDisposable
         WorkloadDirectory.WriteAtomically(Path.Combine(options.StateDir, "agent.json"),
             new AgentInfo(options.Name, server.Url, Version, Environment.ProcessId, options.StateDir, manager.Count, TrackingMethods),
             AgentJson.Default.AgentInfo);
+        if (options.WarmRelay) server.RelayWarmedUp = server.WarmRelayAsync(app.Lifetime.ApplicationStopping);
         return server;
+    }
+
+    private async Task<RelayWarmupResult> WarmRelayAsync(CancellationToken ct)
+    {
+        await Task.Yield(); // the agent is up: answer requests while the warm-up runs
+        var run = RelayWarmup.Create();
+        warmup = run;
+        RelayWarmupResult result;
+        try
+        {
+            result = await run.RunAsync(new Uri(Url), ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            warmup = null;
+        }
+        if (result.Error is not null) app.Logger.LogWarning("relay warm-up failed (harmless; the first migration here may be slower): {Error}", result.Error);
+        return result;
     }
 
     public static string Version =>
@@ -300,7 +325,8 @@ public sealed class AgentServer : IAsyncDisposable
             await Error(ctx, 426, $"migration streams need 'Connection: Upgrade' and 'Upgrade: {UpgradeProtocol}'").ConfigureAwait(false);
             return;
         }
-        var socketPath = manager.DataSocketOf(id)
+        var socketPath = (warmup is { } w && w.MigrationId == id ? w.SocketPath : null)
+            ?? manager.DataSocketOf(id)
             ?? throw new AgentRequestException(404, $"no incoming migration {id} is waiting for streams on agent {manager.Name}");
         var unix = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { SendBufferSize = StreamBufferBytes / 2, ReceiveBufferSize = StreamBufferBytes / 2 };
         try

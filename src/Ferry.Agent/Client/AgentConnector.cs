@@ -139,7 +139,7 @@ public sealed class AgentConnector : IMigrationConnector
     }
 
     /// <summary>Reads the response head byte by byte, so nothing after it (the raw stream) is consumed.</summary>
-    private static async Task<(int Status, Dictionary<string, string> Headers)> ReadHeadAsync(Stream stream, CancellationToken ct)
+    internal static async Task<(int Status, Dictionary<string, string> Headers)> ReadHeadAsync(Stream stream, CancellationToken ct)
     {
         var head = new List<byte>(256);
         var one = new byte[1];

@@ -26,6 +26,8 @@ public sealed record AgentOptions
     public string? TrustFile { get; init; }
     /// <summary>Keep one runtime process started and warmed up for the next incoming migration (see <see cref="StandbyRuntime"/>).</summary>
     public bool Standby { get; init; } = true;
+    /// <summary>Send traffic through the migration-stream relay once at start, so that its code is compiled before a migration needs it (see <see cref="RelayWarmup"/>).</summary>
+    public bool WarmRelay { get; init; } = true;
 
     /// <summary>The trust file in effect.</summary>
     public string EffectiveTrustFile => TrustFile ?? Path.Combine(StateDir, "trust.json");

@@ -24,7 +24,12 @@ public static class AgentCommand
             Description = "Keep one runtime process started and warmed up for the next incoming migration (it saves the destination's process start and JIT warm-up, ~0.5 s, on every migration here; costs one idle process)",
             DefaultValueFactory = _ => true,
         };
-        var command = new Command("agent", "Run the per-host agent: starts workload processes and takes part in migrations") { listen, name, stateDir, trust, standby };
+        var warmRelay = new Option<bool>("--warm-relay")
+        {
+            Description = "At start, send traffic through this agent's own migration-stream relay once, so its code is compiled before a migration's switch-over needs it (about a second, a few MiB over loopback)",
+            DefaultValueFactory = _ => true,
+        };
+        var command = new Command("agent", "Run the per-host agent: starts workload processes and takes part in migrations") { listen, name, stateDir, trust, standby, warmRelay };
         command.SetAction(async (parse, ct) =>
         {
             if (!TryParseEndpoint(parse.GetValue(listen)!, out var endpoint, out var why))
@@ -45,6 +50,7 @@ public static class AgentCommand
                 FerryCommand = FerryCommand(),
                 TrustFile = parse.GetValue(trust) is { Length: > 0 } t ? Path.GetFullPath(t) : null,
                 Standby = parse.GetValue(standby),
+                WarmRelay = parse.GetValue(warmRelay),
             };
             AgentServer server;
             try

@@ -234,7 +234,7 @@ public static class MigrateCommand
                         result = ev;
                         return;
                     }
-                    if (ev.Event != "progress" || ev.Phase is null || ev.Phase == "state") continue;
+                    if (ev.Event != "progress" || ev.Phase is null || ev.Phase is "state" or "scan") continue;
                     var k = $"{ev.Phase}/{ev.Round}";
                     if (k != key)
                     {

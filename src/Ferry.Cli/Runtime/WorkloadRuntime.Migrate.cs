@@ -102,6 +102,8 @@ internal sealed partial class WorkloadRuntime
 
         // Compile the migration's critical path while the destination is being prepared (see MigrationWarmup).
         var warm = MigrationWarmup.Start(confidential: confidential is not null);
+        // And this guest's own unwind helpers, which the warm-up's guest does not have (compiled at first freeze otherwise).
+        var unwind = Task.Run(() => program.Instance.Compiled.PrepareUnwind());
         Guid? migrationId = null;
         var connector = new AgentConnector(to, spec.Id, spec.Name, request.From, hook is null ? null : (phase, id) => hook.At("source", phase, spec.Id, id.ToString()))
         {
@@ -110,6 +112,7 @@ internal sealed partial class WorkloadRuntime
             {
                 var took = await warm.ConfigureAwait(false);
                 if (took > TimeSpan.Zero) Trace($"warm-up done ({took.TotalMilliseconds:0} ms)");
+                Trace($"{await unwind.ConfigureAwait(false)} unwind helpers compiled");
             },
             Prepared = id =>
             {

@@ -43,6 +43,7 @@ public sealed class EnclaveSource
     }
 
     /// <summary>Every page whose contents are not all zero (the first pre-copy round, or stop-and-copy).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)] // runs once over all memory: no unoptimised first pass
     public unsafe void NonZeroPages(List<long> pages)
     {
         var memory = program.Instance.Memory;

@@ -106,6 +106,7 @@ public sealed unsafe class CompilerDirtyTracker : IDirtyPageTracker
     /// Takes every nonzero mark of map[0, length) (atomically zeroing it, 8 bytes at a time) and hands it to
     /// <paramref name="sink"/>; clean stretches are skipped with vector loads. Returns the sink's count.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // a loop over every page, inside a downtime: optimised from its first call (why: PageBitmap, Ferry.Migration)
     private static int Take<TSink>(byte* map, long length, ref TSink sink)
         where TSink : IMarkSink, allows ref struct
     {

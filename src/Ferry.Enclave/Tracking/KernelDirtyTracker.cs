@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Ferry.Wasm.Runtime;
 using static Ferry.Enclave.Tracking.Native;
 
@@ -226,6 +227,7 @@ public sealed unsafe class KernelDirtyTracker : IDirtyPageTracker
         RunScan(ref arg, pages);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // a loop over every page, inside a downtime: optimised from its first call (why: PageBitmap, Ferry.Migration)
     private void RunScan(ref PmScanArg arg, List<long> pages)
     {
         var origin = (ulong)memory.Base;

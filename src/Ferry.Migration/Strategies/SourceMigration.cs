@@ -208,6 +208,10 @@ public sealed class SourceMigration
             }
             else if (strategy == Strategy.PostCopy)
             {
+                // Post-copy sends nothing before the freeze, so without this the first progress report (and the
+                // first use of everything behind it: the event to the agent, the log line) would be "state", inside
+                // the downtime. Reported while the guest still runs, it costs nothing there.
+                progress?.Report(new MigrationProgress("scan", 0, 0, enclave.PageCount, BytesSent));
                 var nonZero = new List<long>();
                 if (trackerFactory is not null)
                 {
