@@ -103,7 +103,18 @@ internal sealed partial class WorkloadRuntime
         // Compile the migration's critical path while the destination is being prepared (see MigrationWarmup).
         var warm = MigrationWarmup.Start(confidential: confidential is not null);
         // And this guest's own unwind helpers, which the warm-up's guest does not have (compiled at first freeze otherwise).
-        var unwind = Task.Run(() => program.Instance.Compiled.PrepareUnwind());
+        var unwind = Task.Run(() =>
+        {
+            try
+            {
+                return program.Instance.Compiled.PrepareUnwind();
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                Log($"compiling the unwind helpers ahead failed (harmless: each compiles at its first use): {e.Message}");
+                return 0;
+            }
+        });
         Guid? migrationId = null;
         var connector = new AgentConnector(to, spec.Id, spec.Name, request.From, hook is null ? null : (phase, id) => hook.At("source", phase, spec.Id, id.ToString()))
         {
