@@ -107,7 +107,11 @@ public sealed class AgentServer : IAsyncDisposable
         {
             warmup = null;
         }
-        if (result.Error is not null) app.Logger.LogWarning("relay warm-up failed (harmless; the first migration here may be slower): {Error}", result.Error);
+        // Not when the agent is stopping (that ends the warm-up too, and the logger may be gone already).
+        if (result.Error is not null && !ct.IsCancellationRequested)
+        {
+            app.Logger.LogWarning("relay warm-up failed (harmless; the first migration here may be slower): {Error}", result.Error);
+        }
         return result;
     }
 

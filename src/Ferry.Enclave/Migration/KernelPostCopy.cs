@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Ferry.Enclave.Tracking;
 using Ferry.Wasm.Runtime;
 
@@ -57,6 +58,7 @@ public sealed class KernelPostCopy : IPageSource, IMissingPageHandler, IDisposab
     /// pages: 44–125 ms). Linux accepts MADV_DONTNEED there for the calling process since 6.13; older kernels refuse
     /// it (EINVAL) and the discard falls back to one madvise per run.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // loops over every pending page inside the downtime: no tier-0 pass, no recompilation mid-loop
     internal static unsafe void DiscardRuns(LinearMemory memory, byte[] pendingBitmap)
     {
         const int Batch = 1024; // UIO_MAXIOV
@@ -166,6 +168,7 @@ public sealed class KernelPostCopy : IPageSource, IMissingPageHandler, IDisposab
     /// discarded (batched, see <see cref="DiscardRuns"/>) so the guest faults on them until the newer copy lands.
     /// Must be called before the guest starts.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // loops over every pending page inside the downtime: no tier-0 pass, no recompilation mid-loop
     public void BeginPostCopy(byte[] pendingBitmap, Action<long[]> requester)
     {
         ArgumentNullException.ThrowIfNull(pendingBitmap);
