@@ -61,11 +61,13 @@ public sealed class StandbyRuntimeTests(AgentPair pair) : IClassFixture<AgentPai
             p.Kill();
             await p.WaitForExitAsync();
         }
-        var (id, migrate) = await pair.MigrateMidRunAsync("kvstore", ["--mem", "16M", "--ops", "300000", "--progress", "0.2"], ["--strategy", "stopcopy"]);
+        // A fixed run time, not a fixed number of operations: 300,000 operations took 0.19 s on an idle machine, so the
+        // program could end before the migration (which waits for its first progress line at 0.2 s) froze it.
+        var (id, migrate) = await pair.MigrateMidRunAsync("kvstore", ["--mem", "16M", "--seconds", "3", "--progress", "0.2"], ["--strategy", "stopcopy"]);
         Assert.True(migrate.ExitCode == 0, migrate.ToString());
         Assert.NotEqual(standby, (await pair.TryGetAsync(pair.B, id))!.Pid);
         var output = await pair.WaitForEndAsync(pair.B, id);
-        Assert.Equal(Repo.NativeReference("kvstore", "16M", 300000), output);
+        Assert.Equal(Repo.NativeReference("kvstore", "16M", Repo.OpsOf(output)), output);
     }
 
     /// <summary>The pid of <paramref name="agent"/>'s standby once it accepts adoption (and is not <paramref name="except"/>).</summary>
