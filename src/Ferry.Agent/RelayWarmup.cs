@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Net.Sockets;
-using System.Text;
 using Ferry.Agent.Client;
 
 namespace Ferry.Agent;
@@ -138,9 +137,7 @@ public sealed class RelayWarmup
         var stream = new NetworkStream(socket, ownsSocket: true);
         try
         {
-            var request = $"GET /v1/migrations/{MigrationId}/streams HTTP/1.1\r\nHost: {agent.Authority}\r\n" +
-                $"Connection: Upgrade\r\nUpgrade: {AgentServer.UpgradeProtocol}\r\n\r\n";
-            await stream.WriteAsync(Encoding.ASCII.GetBytes(request), ct).ConfigureAwait(false);
+            await stream.WriteAsync(AgentConnector.UpgradeRequest(agent, $"/v1/migrations/{MigrationId}/streams"), ct).ConfigureAwait(false);
             var (status, _) = await AgentConnector.ReadHeadAsync(stream, ct).ConfigureAwait(false);
             if (status != 101) throw new IOException($"the agent answered the warm-up's upgrade with HTTP {status}");
             return stream;

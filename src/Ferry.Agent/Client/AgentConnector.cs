@@ -122,9 +122,7 @@ public sealed class AgentConnector : IMigrationConnector
             throw new IOException($"cannot open migration stream {index} to the destination agent at {destination}: {e.Message}", e);
         }
         var stream = new NetworkStream(socket, ownsSocket: true);
-        var request = $"GET /v1/migrations/{migrationId}/streams?index={index} HTTP/1.1\r\nHost: {destination.Authority}\r\n" +
-            $"Connection: Upgrade\r\nUpgrade: {AgentServer.UpgradeProtocol}\r\n\r\n";
-        await stream.WriteAsync(Encoding.ASCII.GetBytes(request), ct).ConfigureAwait(false);
+        await stream.WriteAsync(UpgradeRequest(destination, $"/v1/migrations/{migrationId}/streams?index={index}"), ct).ConfigureAwait(false);
         var (status, headers) = await ReadHeadAsync(stream, ct).ConfigureAwait(false);
         if (status == 101) return stream;
         var message = $"HTTP {status}";
@@ -137,6 +135,10 @@ public sealed class AgentConnector : IMigrationConnector
         await stream.DisposeAsync().ConfigureAwait(false);
         throw new IOException($"the destination agent at {destination} refused migration stream {index}: {message}");
     }
+
+    /// <summary>The HTTP/1.1 request that asks the agent at <paramref name="agent"/> to upgrade <paramref name="path"/> to a migration stream.</summary>
+    internal static byte[] UpgradeRequest(Uri agent, string path) =>
+        Encoding.ASCII.GetBytes($"GET {path} HTTP/1.1\r\nHost: {agent.Authority}\r\nConnection: Upgrade\r\nUpgrade: {AgentServer.UpgradeProtocol}\r\n\r\n");
 
     /// <summary>Reads the response head byte by byte, so nothing after it (the raw stream) is consumed.</summary>
     internal static async Task<(int Status, Dictionary<string, string> Headers)> ReadHeadAsync(Stream stream, CancellationToken ct)

@@ -99,7 +99,7 @@ public sealed class CompiledModule
         var count = 0;
         foreach (var m in InstanceType.GetMethods(BindingFlags.Public | BindingFlags.Static | BindingFlags.DeclaredOnly))
         {
-            if (!m.Name.StartsWith("save_", StringComparison.Ordinal)) continue;
+            if (!m.Name.StartsWith(SaveShapes.NamePrefix, StringComparison.Ordinal)) continue;
             System.Runtime.CompilerServices.RuntimeHelpers.PrepareMethod(m.MethodHandle);
             count++;
         }

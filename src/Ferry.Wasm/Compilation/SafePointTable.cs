@@ -33,6 +33,9 @@ public sealed class SafePointTable
 /// </summary>
 internal sealed class SaveShapes(TypeBuilder type, Type? existing)
 {
+    /// <summary>The name of every save method starts with this (then one letter per value type).</summary>
+    public const string NamePrefix = "save_";
+
     private readonly Dictionary<string, MethodInfo> methods = [];
 
     public static string Key(IReadOnlyList<ValueType> types) => string.Concat(types.Select(t => (char)('a' + ClrTypes.Index(t))));
@@ -41,7 +44,7 @@ internal sealed class SaveShapes(TypeBuilder type, Type? existing)
     {
         var key = Key(types);
         if (methods.TryGetValue(key, out var m)) return m;
-        var name = "save_" + key;
+        var name = NamePrefix + key;
         if (existing?.GetMethod(name, BindingFlags.Public | BindingFlags.Static) is { } found) return methods[key] = found;
         var ps = new Type[3 + types.Count];
         ps[0] = typeof(InstanceBase);
