@@ -194,6 +194,9 @@ public sealed class EpochStore : IEpochStore
     private ulong? Read(WorkloadIdentity identity)
     {
         var path = PathOf(identity);
+        // The usual case on a destination (the first arrival of this instance here) without a thrown and caught
+        // FileNotFoundException: the admission and the commit both read, inside the downtime.
+        if (!File.Exists(path)) return null;
         byte[] blob;
         try
         {

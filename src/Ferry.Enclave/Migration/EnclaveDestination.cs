@@ -377,10 +377,12 @@ public sealed class EnclaveDestination : IDisposable
             }
             EnsureSize(state.MemoryBytes);
         }
+        trace?.Invoke("memory sized");
         admission?.Admit(state);
         arrivedEpoch = state.Epoch;
+        trace?.Invoke("epoch admitted");
         var compiled = Compiled();
-        trace?.Invoke("memory sized, epoch admitted, code compiled");
+        trace?.Invoke("code compiled");
 
         var environment = environmentFactory(state.Environment);
         var linker = new Linker();
@@ -550,7 +552,7 @@ public sealed class EnclaveDestination : IDisposable
     public Task HintedResume => hintedResume ?? Task.CompletedTask;
 
     /// <summary>Checks the source's protected commit decision (for the epoch of the state that arrived).</summary>
-    public void OpenCommit(ReadOnlySpan<byte> record)
+    public void OpenCommit(ReadOnlySpan<byte> record, Action<string>? trace = null)
     {
         if (record.Length > 128) throw new MigrationIntegrityException($"a commit record of {record.Length} bytes");
         Span<byte> body = stackalloc byte[128];
@@ -565,6 +567,7 @@ public sealed class EnclaveDestination : IDisposable
             }
             commitAccepted = true;
         }
+        trace?.Invoke("commit authenticated");
         admission?.Commit();
     }
 

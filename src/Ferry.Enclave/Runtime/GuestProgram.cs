@@ -82,7 +82,8 @@ public sealed class GuestProgram : IDisposable
     });
 
     /// <summary>Continues a program from frozen frames (restored from a snapshot or received by migration).</summary>
-    public void StartFrom(IReadOnlyList<FrameRecord> frames) => Launch(() => Execution.Resume(Instance, frames));
+    public void StartFrom(IReadOnlyList<FrameRecord> frames) =>
+        Launch(() => FreezeOvertookResumeCompile(frames) ? CallOutcome.Frozen(frames) : Execution.Resume(Instance, frames));
 
     private void Launch(Func<CallOutcome> first)
     {
@@ -100,17 +101,20 @@ public sealed class GuestProgram : IDisposable
         try
         {
             var outcome = first();
+            var frozenAt = UnixNanosNow();
             while (outcome.IsFrozen)
             {
                 Environment.Flush();
-                var frozenAt = UnixNanosNow();
                 var cmd = WaitWhileFrozen(outcome.Frames!, frozenAt);
                 if (cmd == Command.Retire)
                 {
                     completion.TrySetResult(new GuestEnd(GuestEndKind.Retired, 0));
                     return;
                 }
+                // Overtaken: still frozen on the same frames, and no guest instruction ran, so the same frozenAt.
+                if (FreezeOvertookResumeCompile(outcome.Frames!)) continue;
                 outcome = Execution.Resume(Instance, outcome.Frames!);
+                frozenAt = UnixNanosNow();
             }
             end = new GuestEnd(GuestEndKind.Exited, outcome.Results is [var r, ..] && r.Type == Wasm.ValueType.I32 ? r.I32 : 0);
         }
@@ -139,6 +143,51 @@ public sealed class GuestProgram : IDisposable
             freezeWaiter = null;
         }
         completion.TrySetResult(end);
+    }
+
+    // Resume code a freeze overtook keeps compiling here; the next resume of the same frames waits for it.
+    private Task? resumeCompile;
+
+    /// <summary>For tests: runs on the compiling thread before the resume code is compiled (to hold the compile back).</summary>
+    internal Action? BeforeResumeCompile { get; set; }
+
+    /// <summary>
+    /// Before frames resume: if their resume code is not compiled yet (the first resume of a stack shape: a
+    /// large function's version takes the JIT 10–20 ms), compiles it on another thread and waits for it or for a
+    /// freeze request, whichever comes first. A freeze then takes effect at once with the same frames — the guest
+    /// reaches no safe point while the JIT works for it, so without this a freeze asked for just after a resume
+    /// waited for the whole compile (14.6 ms once, docs/benchmarks.md). True: stay frozen.
+    /// </summary>
+    /// <exception cref="FrameMismatchException">The frames do not fit the code (from <see cref="Execution.PrepareResume"/>).</exception>
+    private bool FreezeOvertookResumeCompile(IReadOnlyList<FrameRecord> frames)
+    {
+        if (resumeCompile is null && Execution.IsResumeReady(Instance, frames)) return false;
+        var compile = resumeCompile ??= Task.Run(() =>
+        {
+            BeforeResumeCompile?.Invoke();
+            return Execution.PrepareResume(Instance, frames);
+        });
+        try
+        {
+            compile.Wait(Instance.State.FreezeToken);
+        }
+        catch (OperationCanceledException)
+        {
+            // A freeze was requested. If the compile finished just as well, resume: the freeze takes effect at the
+            // first safe point.
+            if (!compile.IsCompleted)
+            {
+                Instance.State.ClearInterrupt(); // this is the freeze: nothing to unwind
+                return true;
+            }
+        }
+        catch (AggregateException)
+        {
+            // rethrown below, unwrapped
+        }
+        resumeCompile = null;
+        compile.GetAwaiter().GetResult();
+        return false;
     }
 
     private Command WaitWhileFrozen(IReadOnlyList<FrameRecord> frames, long frozenAt)

@@ -213,7 +213,7 @@ public sealed class DestinationMigration
             {
                 if (f.Type == MessageType.Abort) throw new MigrationAbortedException(System.Text.Encoding.UTF8.GetString(f.Payload));
                 if (f.Type != MessageType.Commit) throw new ProtocolException($"expected Commit, got {f.Type}");
-                enclave.OpenCommit(f.Payload);
+                enclave.OpenCommit(f.Payload, Trace);
             }
             Trace?.Invoke("commit opened");
 

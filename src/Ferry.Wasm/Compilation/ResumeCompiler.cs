@@ -38,19 +38,7 @@ internal static class ResumeCompiler
         lock (compiled.ResumeLock)
         {
             var module = compiled.Module;
-            var needed = new SortedSet<(int Function, int SafePoint)>();
-            foreach (var (f, sp) in frames)
-            {
-                if (f < module.ImportedFunctionCount || f >= module.FunctionCount || !compiled.Layout.CanUnwind[f] || !compiled.Options.SafePoints) continue;
-                if (compiled.ResumeEntries.ContainsKey((f, -1))) continue;
-                var key = (f, -1);
-                if (compiled.IlSize(f) > LargeFunctionIl)
-                {
-                    if (sp < 0) continue; // no version for every safe point; one is compiled when a frame names it
-                    key = (f, sp);
-                }
-                if (!compiled.ResumeEntries.ContainsKey(key)) needed.Add(key);
-            }
+            var needed = Missing(compiled, frames);
             if (needed.Count == 0) return 0;
 
             var n = Interlocked.Increment(ref counter);
@@ -82,6 +70,10 @@ internal static class ResumeCompiler
                 var suffix = sp < 0 ? "#resume" : $"#resume{sp}";
                 var mb = tb.DefineMethod($"{ModuleCompiler.MethodName(module, f)}{suffix}", MethodAttributes.Public | MethodAttributes.Static,
                     ClrTypes.Return(t), ClrTypes.Parameters(t, layout.InstanceType));
+                // Tiered like ordinary code (tier 0, then on-stack replacement for hot loops). AggressiveOptimization
+                // here was tried (2026-12-06): it removed the guest thread's OSR stalls after a resume, but the
+                // full-optimisation compile of a large resume version kept throttled guests frozen for tens of
+                // milliseconds (kvstore pre-copy at 1 GiB: 58.7 ms downtime against 7.5 without; docs/benchmarks.md).
                 builders[(f, sp)] = mb;
                 new FunctionCompiler(layout, f, mb.GetILGenerator(), resumeAt: sp).Compile();
             }
@@ -96,6 +88,32 @@ internal static class ResumeCompiler
             }
             return needed.Count;
         }
+    }
+
+    /// <summary>True when every resume version <see cref="EnsureCompiled"/> would compile for these pairs exists.</summary>
+    public static bool IsCompiled(CompiledModule compiled, IEnumerable<(int Function, int SafePoint)> frames)
+    {
+        lock (compiled.ResumeLock) return Missing(compiled, frames).Count == 0;
+    }
+
+    /// <summary>The resume versions (function, safe point or -1 for all) still to compile for these pairs; under <c>ResumeLock</c>.</summary>
+    private static SortedSet<(int Function, int SafePoint)> Missing(CompiledModule compiled, IEnumerable<(int Function, int SafePoint)> frames)
+    {
+        var module = compiled.Module;
+        var needed = new SortedSet<(int Function, int SafePoint)>();
+        foreach (var (f, sp) in frames)
+        {
+            if (f < module.ImportedFunctionCount || f >= module.FunctionCount || !compiled.Layout.CanUnwind[f] || !compiled.Options.SafePoints) continue;
+            if (compiled.ResumeEntries.ContainsKey((f, -1))) continue;
+            var key = (f, -1);
+            if (compiled.IlSize(f) > LargeFunctionIl)
+            {
+                if (sp < 0) continue; // no version for every safe point; one is compiled when a frame names it
+                key = (f, sp);
+            }
+            if (!compiled.ResumeEntries.ContainsKey(key)) needed.Add(key);
+        }
+        return needed;
     }
 
     /// <summary>

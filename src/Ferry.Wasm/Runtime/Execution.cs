@@ -17,7 +17,8 @@ public sealed class CallOutcome
     public bool IsFrozen => Frames is not null;
 
     internal static CallOutcome Completed(WasmValue[] results) => new(results, null);
-    internal static CallOutcome Frozen(IReadOnlyList<FrameRecord> frames) => new(null, frames);
+    /// <summary>Frozen at <paramref name="frames"/> (innermost first), e.g. still frozen because a freeze came before the resume ran.</summary>
+    public static CallOutcome Frozen(IReadOnlyList<FrameRecord> frames) => new(null, frames);
 }
 
 /// <summary>
@@ -60,6 +61,13 @@ public static class Execution
         }
         return ResumeCompiler.EnsureCompiled(compiled, frames.Select(f => (f.FunctionIndex, f.SafePoint)));
     }
+
+    /// <summary>
+    /// True when the resume code for <paramref name="frames"/> is compiled, so <see cref="Resume"/> runs guest code at
+    /// once (false: <see cref="PrepareResume"/> still has work to do). Does not check the frames' layouts.
+    /// </summary>
+    public static bool IsResumeReady(Instance instance, IReadOnlyList<FrameRecord> frames) =>
+        ResumeCompiler.IsCompiled(instance.Compiled, frames.Select(f => (f.FunctionIndex, f.SafePoint)));
 
     /// <summary>
     /// A frame must record exactly the safe point's live locals (in order) and operand stack: the rebuilder trusts
