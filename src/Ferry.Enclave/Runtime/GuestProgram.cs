@@ -162,11 +162,12 @@ public sealed class GuestProgram : IDisposable
     private bool FreezeOvertookResumeCompile(IReadOnlyList<FrameRecord> frames)
     {
         if (resumeCompile is null && Execution.IsResumeReady(Instance, frames)) return false;
-        var compile = resumeCompile ??= Task.Run(() =>
+        // Its own thread, not the pool's: the guest must not wait for a pool thread to come free.
+        var compile = resumeCompile ??= Task.Factory.StartNew(() =>
         {
             BeforeResumeCompile?.Invoke();
             return Execution.PrepareResume(Instance, frames);
-        });
+        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         try
         {
             compile.Wait(Instance.State.FreezeToken);
