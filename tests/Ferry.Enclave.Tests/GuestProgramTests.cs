@@ -1,9 +1,7 @@
 using Ferry.Enclave.Runtime;
 using Ferry.Wasm;
-using Ferry.Wasm.Binary;
 using Ferry.Wasm.Compilation;
 using Ferry.Wasm.Runtime;
-using Ferry.Wasm.Validation;
 
 namespace Ferry.Enclave.Tests;
 
@@ -31,9 +29,7 @@ public class GuestProgramTests
     public async Task A_freeze_during_the_first_resume_compile_takes_effect_without_waiting_for_it()
     {
         var env = new PauseEnvironment();
-        var module = ModuleDecoder.Decode(Wat.ToWasm(Summer));
-        ModuleValidator.Validate(module);
-        using var program = GuestProgram.Create(module, env, CompileOptions.Default, InstanceOptions.Default);
+        using var program = GuestProgram.Create(Wat.Load(Summer), env, CompileOptions.Default, InstanceOptions.Default);
         program.Start();
         await env.Paused.Task.WaitAsync(TimeSpan.FromSeconds(30));
         var first = await program.FreezeAsync().WaitAsync(TimeSpan.FromSeconds(30));

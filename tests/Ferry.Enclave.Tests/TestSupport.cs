@@ -54,12 +54,16 @@ public static class Wat
         }
     }
 
-    public static Instance Instantiate(string wat, CompileOptions? options = null, InstanceOptions? instanceOptions = null)
+    /// <summary>The module of <paramref name="wat"/>, decoded and validated.</summary>
+    public static Ferry.Wasm.Module Load(string wat)
     {
         var module = ModuleDecoder.Decode(ToWasm(wat));
         ModuleValidator.Validate(module);
-        return Instance.Instantiate(ModuleCompiler.Compile(module, options), null, instanceOptions);
+        return module;
     }
+
+    public static Instance Instantiate(string wat, CompileOptions? options = null, InstanceOptions? instanceOptions = null) =>
+        Instance.Instantiate(ModuleCompiler.Compile(Load(wat), options), null, instanceOptions);
 
     /// <summary>
     /// A module that writes its memory in the ways compiled code can: byte and 8-byte stores (which may straddle a
