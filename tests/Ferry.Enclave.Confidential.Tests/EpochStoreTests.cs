@@ -115,43 +115,68 @@ public sealed class EpochStoreTests : IDisposable
     /// no file.
     /// </summary>
     [Fact]
-    public void A_staged_epoch_is_accepted_only_at_its_commit_and_only_if_still_newer()
+    public async Task A_staged_epoch_is_accepted_only_at_its_commit_and_only_if_still_newer()
     {
         var store = new EpochStore(fleet.Host("a"), fleet.StateDir("a"));
         Assert.True(store.TryAccept(workload, 1));
 
         using (var staged = store.Stage(workload, 2))
         {
+            Assert.Equal(1ul, staged.LastAccepted);
             Assert.Equal(1ul, store.LastAccepted(workload));
             Assert.True(staged.Commit());
         }
         Assert.Equal(2ul, new EpochStore(fleet.Host("a"), fleet.StateDir("a")).LastAccepted(workload));
 
-        // Two copies of epoch 3 staged (a fork attempt): the first commit wins, the second is refused.
+        // Two copies of epoch 3 staged (a fork attempt, the second as another runtime would): the second waits
+        // for the identity's lock, which the first holds until its commit, and then sees epoch 3 taken.
         using var first = store.Stage(workload, 3);
-        using var second = new EpochStore(fleet.Host("a"), fleet.StateDir("a")).Stage(workload, 3);
+        var secondStaging = Task.Run(() => new EpochStore(fleet.Host("a"), fleet.StateDir("a")).Stage(workload, 3));
+        await Task.Delay(300);
+        Assert.False(secondStaging.IsCompleted, "the second copy staged while the first held the identity's lock");
         Assert.True(first.Commit());
+        using var second = await secondStaging.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(3ul, second.LastAccepted);
         Assert.False(second.Commit());
         Assert.Equal(3ul, store.LastAccepted(workload));
 
-        // Abandoned: nothing accepted, no staged file left.
+        // Abandoned: nothing accepted, no staged file left, and the lock is free again.
         using (store.Stage(workload, 9))
         {
         }
         Assert.Equal(3ul, store.LastAccepted(workload));
         Assert.Empty(Directory.GetFiles(store.Directory, "*.staged-*"));
+        Assert.Empty(Directory.GetFiles(store.Directory, "*.tmp-*"));
         Assert.True(store.TryAccept(workload, 4));
+    }
+
+    /// <summary>
+    /// A staged epoch holds its identity's lock from the staging to the commit (a migration's whole pre-copy), so
+    /// that the commit inside the downtime reads nothing: other workloads' epochs on the host must not wait for it.
+    /// </summary>
+    [Fact]
+    public void A_staged_epoch_does_not_hold_up_other_identities()
+    {
+        var store = new EpochStore(fleet.Host("a"), fleet.StateDir("a"));
+        var replica = WorkloadIdentity.NewInstance(Fleet.WorkloadMeasurement);
+        using var staged = store.Stage(workload, 1);
+        using var replicaStaged = store.Stage(replica, 4);
+        Assert.True(store.TryAccept(new WorkloadIdentity(Fleet.OtherMeasurement, workload.InstanceId), 2));
+        Assert.True(replicaStaged.Commit());
+        Assert.True(staged.Commit());
+        Assert.Equal(1ul, store.LastAccepted(workload));
+        Assert.Equal(4ul, store.LastAccepted(replica));
     }
 
     [Fact]
     public async Task An_accept_waits_for_the_lock_another_process_holds()
     {
-        // Runtimes in separate processes serialise on the store's lock file (an exclusive advisory lock); this
+        // Runtimes in separate processes serialise on the identity's lock file (an exclusive advisory lock); this
         // handle plays the other process.
         var store = new EpochStore(fleet.Host("a"), fleet.StateDir("a"));
         store.TryAccept(workload, 1);
         Task<bool> pending;
-        using (new FileStream(Path.Combine(store.Directory, ".lock"), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None))
+        using (new FileStream(store.LockPathOf(workload), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None))
         {
             pending = Task.Run(() => store.TryAccept(workload, 2));
             await Task.Delay(300);
