@@ -180,22 +180,23 @@ internal sealed class EpochAdmission(IEpochStore store, byte[] measurement) : IS
         if (state.Epoch == 0) throw new MigrationIntegrityException("the confidential state carries no epoch");
         var epoch = state.Epoch;
         Release(staging);
-        ulong? last;
         if (anticipated is { } a && a.Identity.Equals(identity) && a.Epoch == epoch)
         {
             staging = a.Staging; // written while the pages travelled
-            // The usual case: staged long ago, holding the identity's lock since it read the last epoch, so that
-            // read is still true and the admission reads no file inside the downtime.
-            last = a.Staging.IsCompletedSuccessfully ? a.Staging.Result.LastAccepted : store.LastAccepted(identity);
         }
         else
         {
-            // Disposed once written, which frees the identity's lock for the new staging.
+            // Disposed once written, which frees the identity's lock for the new staging. Only a source whose intent
+            // did not match its state gets here: the staging's write then falls inside its downtime.
             Release(anticipated?.Staging);
-            last = store.LastAccepted(identity);
-            staging = Task.Run(() => store.Stage(identity, epoch));
+            staging = Task.FromResult(store.Stage(identity, epoch));
         }
         anticipated = null;
+        // The usual case: staged long ago, holding the identity's lock since it read the last epoch, so that read
+        // is still true and nothing is read here. Waiting for it otherwise means that a staging that fails (the
+        // lock held by a stuck earlier attempt, a full disk) refuses the state before Ready, while the source can
+        // still resume on its own, rather than at the commit, after which only a discard proof lets it.
+        var last = staging.GetAwaiter().GetResult().LastAccepted;
         if (last is { } l && l >= epoch)
         {
             throw new MigrationIntegrityException($"stale epoch: this host already accepted epoch {l} of workload {identity}, the state carries {epoch} (rollback or fork refused)");
@@ -207,7 +208,7 @@ internal sealed class EpochAdmission(IEpochStore store, byte[] measurement) : IS
     public void Commit()
     {
         var identity = Identity ?? throw new InvalidOperationException("no state was admitted");
-        var staged = staging!.GetAwaiter().GetResult(); // an epoch store failure surfaces here, before the guest starts
+        var staged = staging!.GetAwaiter().GetResult(); // completed at the admission
         if (!staged.Commit()) throw new MigrationIntegrityException($"stale epoch {Epoch} of workload {identity} at commit (rollback or fork refused)");
     }
 
