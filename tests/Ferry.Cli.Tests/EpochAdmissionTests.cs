@@ -58,6 +58,37 @@ public sealed class EpochAdmissionTests : IDisposable
     }
 
     [Fact]
+    public void A_state_that_does_not_match_the_intent_is_staged_anew_and_checked_in_full()
+    {
+        var durable = new EpochStore(tee, dir);
+        var announced = WorkloadIdentity.NewInstance(Measurement);
+        using (var admission = new EpochAdmission(durable, Measurement))
+        {
+            admission.Anticipate(announced.Encode(), 3);
+            admission.Admit(State(workload, 3)); // another instance than announced
+            admission.Commit();
+        }
+        Assert.Equal(3ul, durable.LastAccepted(workload));
+        Assert.Null(durable.LastAccepted(announced));
+
+        using (var admission = new EpochAdmission(durable, Measurement))
+        {
+            admission.Anticipate(workload.Encode(), 4);
+            admission.Admit(State(workload, 5)); // another epoch than announced
+            admission.Commit();
+        }
+        Assert.Equal(5ul, durable.LastAccepted(workload));
+
+        var foreign = WorkloadIdentity.NewInstance([.. Enumerable.Repeat((byte)7, 32)]);
+        using (var admission = new EpochAdmission(durable, Measurement))
+        {
+            admission.Anticipate(workload.Encode(), 6);
+            var e = Assert.Throws<MigrationIntegrityException>(() => admission.Admit(State(foreign, 6)));
+            Assert.Contains("another measurement", e.Message);
+        }
+    }
+
+    [Fact]
     public void A_stale_epoch_is_refused_at_the_admission()
     {
         var durable = new EpochStore(tee, dir);
