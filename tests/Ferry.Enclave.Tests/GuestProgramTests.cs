@@ -25,6 +25,34 @@ public class GuestProgramTests
         )
         """;
 
+    /// <summary>
+    /// A migration source compiles its guest's resume versions ahead (<see cref="Execution.WarmUpResume"/>), so that
+    /// auto-converge's resumes do not wait for the JIT with the guest frozen.
+    /// </summary>
+    [Fact]
+    public async Task Resume_versions_compiled_ahead_ready_a_stack_shape_never_resumed()
+    {
+        var env = new PauseEnvironment();
+        using var program = GuestProgram.Create(Wat.Load(Summer), env, CompileOptions.Default, InstanceOptions.Default);
+        program.Start();
+        await env.Paused.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        var frozen = await program.FreezeAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.False(Execution.IsResumeReady(program.Instance, frozen.Frames));
+        Assert.Equal(0, Execution.WarmUpResume(program.Instance.Compiled, TimeSpan.Zero));
+
+        Assert.True(Execution.WarmUpResume(program.Instance.Compiled, TimeSpan.FromSeconds(60)) > 0);
+        Assert.True(Execution.IsResumeReady(program.Instance, frozen.Frames));
+        Assert.Equal(0, Execution.WarmUpResume(program.Instance.Compiled, TimeSpan.FromSeconds(60))); // nothing left
+
+        env.Open.Set();
+        program.Unfreeze();
+        var end = await program.Completion.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(GuestEndKind.Exited, end.Kind);
+        long expected = 0;
+        for (long i = 0; i < 3_000_000; i++) expected += i * i;
+        Assert.Equal(expected, await env.Done.Task.WaitAsync(TimeSpan.FromSeconds(5)));
+    }
+
     [Fact]
     public async Task A_freeze_during_the_first_resume_compile_takes_effect_without_waiting_for_it()
     {

@@ -115,6 +115,23 @@ internal sealed partial class WorkloadRuntime
                 return 0;
             }
         });
+        // And the resume versions of its functions, in the background while round 0 runs: auto-converge freezes and
+        // resumes the guest at whatever safe point it reaches, and a resume at a stack shape not seen before waited
+        // for the JIT (10-20 ms for a large function) with the guest frozen; a final freeze arriving meanwhile then
+        // kept the throttle's pause inside the downtime (13-115 ms of "collect", docs/benchmarks.md). A destination
+        // warms the same code up before it lets the source freeze (EnclaveDestination.JitBudget).
+        _ = Task.Run(() =>
+        {
+            try
+            {
+                var compiled = Ferry.Wasm.Runtime.Execution.WarmUpResume(program.Instance.Compiled, EnclaveDestination.JitBudget);
+                Trace($"{compiled} resume versions compiled");
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                Log($"compiling resume code ahead failed (harmless: each compiles at its first resume): {e.Message}");
+            }
+        });
         Guid? migrationId = null;
         var connector = new AgentConnector(to, spec.Id, spec.Name, request.From, hook is null ? null : (phase, id) => hook.At("source", phase, spec.Id, id.ToString()))
         {

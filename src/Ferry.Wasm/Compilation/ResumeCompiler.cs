@@ -129,6 +129,27 @@ internal static class ResumeCompiler
         if (budget <= TimeSpan.Zero) return (0, 0);
         var order = compiled.LargestFirst();
         var clock = Stopwatch.StartNew();
+        var resumeVersions = WarmUpResume(compiled, order, clock, budget, cancellationToken);
+        var functions = 0;
+        foreach (var f in order)
+        {
+            if (clock.Elapsed >= budget) break;
+            functions += compiled.Prepare([f], cancellationToken);
+        }
+        return (resumeVersions, functions);
+    }
+
+    /// <summary>
+    /// Only the resume versions of <see cref="WarmUp"/>, within <paramref name="budget"/>: for a running program that
+    /// is about to be frozen and resumed often (a migration source under auto-converge), whose ordinary code is
+    /// compiled already.
+    /// </summary>
+    /// <returns>Resume versions compiled by this call.</returns>
+    public static int WarmUpResume(CompiledModule compiled, TimeSpan budget, CancellationToken cancellationToken = default) =>
+        budget <= TimeSpan.Zero ? 0 : WarmUpResume(compiled, compiled.LargestFirst(), Stopwatch.StartNew(), budget, cancellationToken);
+
+    private static int WarmUpResume(CompiledModule compiled, int[] order, Stopwatch clock, TimeSpan budget, CancellationToken cancellationToken)
+    {
         var resumeVersions = 0;
         for (var i = 0; i < order.Length && clock.Elapsed < budget; i += WarmUpBatch)
         {
@@ -137,12 +158,6 @@ internal static class ResumeCompiler
             for (var k = 0; k < batch.Length; k++) batch[k] = (order[i + k], -1);
             resumeVersions += EnsureCompiled(compiled, batch);
         }
-        var functions = 0;
-        foreach (var f in order)
-        {
-            if (clock.Elapsed >= budget) break;
-            functions += compiled.Prepare([f], cancellationToken);
-        }
-        return (resumeVersions, functions);
+        return resumeVersions;
     }
 }

@@ -98,6 +98,14 @@ public static class Execution
     public static (int ResumeVersions, int Functions) WarmUp(CompiledModule compiled, TimeSpan budget, CancellationToken cancellationToken = default) =>
         ResumeCompiler.WarmUp(compiled, budget, cancellationToken);
 
+    /// <summary>
+    /// The resume versions of every function that can be frozen, within <paramref name="budget"/>, largest first: for
+    /// a running program that will be frozen and resumed (auto-converge's cycles), so that a resume does not wait for
+    /// the JIT. Returns how many this call compiled.
+    /// </summary>
+    public static int WarmUpResume(CompiledModule compiled, TimeSpan budget, CancellationToken cancellationToken = default) =>
+        ResumeCompiler.WarmUpResume(compiled, budget, cancellationToken);
+
     /// <summary>Continues a frozen call from <paramref name="frames"/> (innermost first) in <paramref name="instance"/>.</summary>
     public static CallOutcome Resume(Instance instance, IReadOnlyList<FrameRecord> frames)
     {
