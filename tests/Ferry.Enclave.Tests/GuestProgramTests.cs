@@ -34,9 +34,7 @@ public class GuestProgramTests
     {
         var env = new PauseEnvironment();
         using var program = GuestProgram.Create(Wat.Load(Summer), env, CompileOptions.Default, InstanceOptions.Default);
-        program.Start();
-        await env.Paused.Task.WaitAsync(TimeSpan.FromSeconds(30));
-        var frozen = await program.FreezeAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        var frozen = await FreezeInPauseAsync(program, env);
         Assert.False(Execution.IsResumeReady(program.Instance, frozen.Frames));
         Assert.Equal(0, Execution.WarmUpResume(program.Instance.Compiled, TimeSpan.Zero));
 
@@ -46,11 +44,7 @@ public class GuestProgramTests
 
         env.Open.Set();
         program.Unfreeze();
-        var end = await program.Completion.WaitAsync(TimeSpan.FromSeconds(60));
-        Assert.Equal(GuestEndKind.Exited, end.Kind);
-        long expected = 0;
-        for (long i = 0; i < 3_000_000; i++) expected += i * i;
-        Assert.Equal(expected, await env.Done.Task.WaitAsync(TimeSpan.FromSeconds(5)));
+        await AssertFinishesWithTheSumAsync(program, env);
     }
 
     [Fact]
@@ -58,9 +52,7 @@ public class GuestProgramTests
     {
         var env = new PauseEnvironment();
         using var program = GuestProgram.Create(Wat.Load(Summer), env, CompileOptions.Default, InstanceOptions.Default);
-        program.Start();
-        await env.Paused.Task.WaitAsync(TimeSpan.FromSeconds(30));
-        var first = await program.FreezeAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        var first = await FreezeInPauseAsync(program, env);
         Assert.False(Execution.IsResumeReady(program.Instance, first.Frames)); // nothing has resumed these frames yet
 
         // The resume compiles on another thread, held back here: a freeze asked for meanwhile must not wait for it.
@@ -81,12 +73,26 @@ public class GuestProgramTests
 
         release.Set();
         program.Unfreeze();
+        await AssertFinishesWithTheSumAsync(program, env);
+        Assert.True(Execution.IsResumeReady(program.Instance, first.Frames));
+    }
+
+    /// <summary>Starts the program and freezes it while it blocks in env.pause (the frames have never been resumed).</summary>
+    private static async Task<FrozenGuest> FreezeInPauseAsync(GuestProgram program, PauseEnvironment env)
+    {
+        program.Start();
+        await env.Paused.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        return await program.FreezeAsync().WaitAsync(TimeSpan.FromSeconds(30));
+    }
+
+    /// <summary>The program runs to its end and reports the sum of an uninterrupted run.</summary>
+    private static async Task AssertFinishesWithTheSumAsync(GuestProgram program, PauseEnvironment env)
+    {
         var end = await program.Completion.WaitAsync(TimeSpan.FromSeconds(60));
         Assert.Equal(GuestEndKind.Exited, end.Kind);
         long expected = 0;
         for (long i = 0; i < 3_000_000; i++) expected += i * i;
         Assert.Equal(expected, await env.Done.Task.WaitAsync(TimeSpan.FromSeconds(5)));
-        Assert.True(Execution.IsResumeReady(program.Instance, first.Frames));
     }
 
     /// <summary>env.pause blocks until <see cref="Open"/> is set or a freeze interrupts it (then the call is re-run after the resume).</summary>

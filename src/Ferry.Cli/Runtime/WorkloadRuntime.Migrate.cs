@@ -10,6 +10,7 @@ using Ferry.Enclave.Runtime;
 using Ferry.Migration;
 using Ferry.Migration.Protocol;
 using Ferry.Migration.Strategies;
+using Ferry.Wasm.Runtime;
 
 namespace Ferry.Cli.Runtime;
 
@@ -124,7 +125,7 @@ internal sealed partial class WorkloadRuntime
         {
             try
             {
-                var compiled = Ferry.Wasm.Runtime.Execution.WarmUpResume(program.Instance.Compiled, EnclaveDestination.JitBudget);
+                var compiled = Execution.WarmUpResume(program.Instance.Compiled, EnclaveDestination.JitBudget);
                 Trace($"{compiled} resume versions compiled");
             }
             catch (Exception e) when (e is not OutOfMemoryException)

@@ -138,7 +138,7 @@ public sealed class EpochStore : IEpochStore
         using var fileLock = AcquireFileLock(identity);
         var last = Read(identity);
         if (last.HasValue && epoch <= last.Value) return false;
-        Write(identity, epoch);
+        MoveOver(WriteStaged(identity, epoch), PathOf(identity));
         return true;
     }
 
@@ -157,28 +157,12 @@ public sealed class EpochStore : IEpochStore
     public IStagedEpoch Stage(WorkloadIdentity identity, ulong epoch)
     {
         ArgumentNullException.ThrowIfNull(identity);
-        var path = PathOf(identity);
         var fileLock = AcquireFileLock(identity);
         try
         {
             var last = Read(identity);
             RemoveAbandonedStages(identity);
-            var staged = path + ".staged-" + Guid.NewGuid().ToString("N");
-            // Written under a temporary name and renamed: a staged file is complete whenever it exists, and the
-            // commit's rename (inside the downtime) then runs code that has already been compiled.
-            var writing = path + ".tmp-" + Guid.NewGuid().ToString("N");
-            WriteFile(path, writing, identity, epoch);
-            MoveOver(writing, staged);
-            try
-            {
-                SetAside(identity);
-            }
-            catch
-            {
-                TryDelete(staged);
-                throw;
-            }
-            return new StagedEpoch(this, identity, epoch, staged, last, fileLock);
+            return new StagedEpoch(this, identity, epoch, WriteStaged(identity, epoch), last, fileLock);
         }
         catch
         {
@@ -288,21 +272,29 @@ public sealed class EpochStore : IEpochStore
         return BinaryPrimitives.ReadUInt64LittleEndian(plain.AsSpan(38));
     }
 
-    private void Write(WorkloadIdentity identity, ulong epoch)
+    /// <summary>
+    /// Under the identity's lock: writes the sealed record of <paramref name="epoch"/>, flushed to disk, under a
+    /// temporary name and renames it to a staged one (complete whenever it exists; and the rename that publishes it,
+    /// inside a migration's downtime, then runs code already compiled), then sets the epoch file aside so that the
+    /// staged file can be renamed to its free name. Returns the staged file.
+    /// </summary>
+    private string WriteStaged(WorkloadIdentity identity, ulong epoch)
     {
         var path = PathOf(identity);
-        var tmp = path + ".tmp-" + Guid.NewGuid().ToString("N");
-        WriteFile(path, tmp, identity, epoch);
+        var staged = path + ".staged-" + Guid.NewGuid().ToString("N");
+        var writing = path + ".tmp-" + Guid.NewGuid().ToString("N");
+        WriteFile(path, writing, identity, epoch);
+        MoveOver(writing, staged);
         try
         {
             SetAside(identity);
         }
         catch
         {
-            TryDelete(tmp);
+            TryDelete(staged);
             throw;
         }
-        MoveOver(tmp, path);
+        return staged;
     }
 
     /// <summary>
