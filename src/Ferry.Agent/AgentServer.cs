@@ -3,15 +3,19 @@ using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 using Ferry.Agent.Api;
+using Ferry.Agent.Streams;
 using Ferry.Agent.Workloads;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 
 namespace Ferry.Agent;
@@ -79,9 +83,20 @@ public sealed class AgentServer : IAsyncDisposable
             socket.SendBufferSize = StreamBufferBytes;
             return socket;
         });
+        AgentServer? server = null;
+        if (options.StreamHandoff)
+        {
+            // Replaces the sockets transport bound above (same listen socket and buffer sizes): see HandoffListenerFactory.
+            builder.Services.RemoveAll<IConnectionListenerFactory>();
+            builder.Services.AddSingleton<IConnectionListenerFactory>(sp => new HandoffListenerFactory(
+                id => server?.DataSocketOf(id),
+                new SocketConnectionFactoryOptions { MaxReadBufferSize = StreamBufferBytes },
+                sp.GetRequiredService<ILoggerFactory>().CreateLogger("Ferry.Agent.Streams"),
+                StreamBufferBytes));
+        }
         builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.TypeInfoResolverChain.Insert(0, AgentJson.Default));
         var app = builder.Build();
-        var server = new AgentServer(app, manager);
+        server = new AgentServer(app, manager);
         server.Map(app, options);
         await app.StartAsync(ct).ConfigureAwait(false);
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
@@ -89,7 +104,9 @@ public sealed class AgentServer : IAsyncDisposable
         WorkloadDirectory.WriteAtomically(Path.Combine(options.StateDir, "agent.json"),
             new AgentInfo(options.Name, server.Url, Version, Environment.ProcessId, options.StateDir, manager.Count, TrackingMethods),
             AgentJson.Default.AgentInfo);
-        if (options.WarmRelay) server.RelayWarmedUp = server.WarmRelayAsync(app.Lifetime.ApplicationStopping);
+        // With streams handed over, no migration byte passes through the relay: nothing to warm up.
+        if (options.StreamHandoff) server.RelayWarmedUp = Task.FromResult(new RelayWarmupResult(0, 0, TimeSpan.Zero, "not needed: migration streams are handed to their runtime"));
+        else if (options.WarmRelay) server.RelayWarmedUp = server.WarmRelayAsync(app.Lifetime.ApplicationStopping);
         return server;
     }
 
@@ -329,8 +346,7 @@ public sealed class AgentServer : IAsyncDisposable
             await Error(ctx, 426, $"migration streams need 'Connection: Upgrade' and 'Upgrade: {UpgradeProtocol}'").ConfigureAwait(false);
             return;
         }
-        var socketPath = (warmup is { } w && w.MigrationId == id ? w.SocketPath : null)
-            ?? manager.DataSocketOf(id)
+        var socketPath = DataSocketOf(id)
             ?? throw new AgentRequestException(404, $"no incoming migration {id} is waiting for streams on agent {manager.Name}");
         var unix = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { SendBufferSize = StreamBufferBytes / 2, ReceiveBufferSize = StreamBufferBytes / 2 };
         try
@@ -342,11 +358,23 @@ public sealed class AgentServer : IAsyncDisposable
             unix.Dispose();
             throw new AgentRequestException(503, $"the incoming runtime of migration {id} does not accept streams: {e.Message}");
         }
+        try
+        {
+            await StreamHandoff.MarkRelayedAsync(unix, ctx.RequestAborted).ConfigureAwait(false);
+        }
+        catch (SocketException e)
+        {
+            unix.Dispose();
+            throw new AgentRequestException(503, $"the incoming runtime of migration {id} does not accept streams: {e.Message}");
+        }
         ctx.Response.Headers.Upgrade = UpgradeProtocol;
         var network = await upgrade.UpgradeAsync().ConfigureAwait(false);
         await using var local = new NetworkStream(unix, ownsSocket: true);
         await PipeAsync(network, local).ConfigureAwait(false);
     }
+
+    /// <summary>The data socket of the incoming runtime (or the relay warm-up) waiting for migration <paramref name="id"/>'s streams, or null.</summary>
+    private string? DataSocketOf(string id) => (warmup is { } w && w.MigrationId == id ? w.SocketPath : null) ?? manager.DataSocketOf(id);
 
     /// <summary>Copies both ways until one side ends or fails, then closes both (the protocol never half-closes).</summary>
     private static async Task PipeAsync(Stream a, Stream b)

@@ -152,7 +152,7 @@ public sealed class RelayWarmup
     /// <summary>Accepts the relay's one connection and sends back everything it reads until the relay closes it.</summary>
     private static async Task EchoOnceAsync(Socket listener, CancellationToken ct)
     {
-        await using var peer = new NetworkStream(await listener.AcceptAsync(ct).ConfigureAwait(false), ownsSocket: true);
+        await using var peer = await Streams.StreamHandoff.AcceptAsync(listener, ct).ConfigureAwait(false);
         var buffer = new byte[64 * 1024];
         int n;
         while ((n = await peer.ReadAsync(buffer, ct).ConfigureAwait(false)) > 0)

@@ -216,6 +216,8 @@ public sealed class AgentApiTests(AgentPair pair) : IClassFixture<AgentPair>
     {
         var (id, there) = await pair.MigrateMidRunAsync("btree", ["--mem", "16M", "--seconds", "10", "--progress", "0.2"], ["--strategy", "stopcopy"]);
         Assert.True(there.ExitCode == 0, there.ToString());
+        // The destination agent handed the source's connections to the destination runtime; it relayed nothing.
+        Assert.Contains("5 migration streams connected: 5 handed over by the agent, 0 relayed", pair.RuntimeLog(pair.B, id), StringComparison.Ordinal);
         var back = Repo.Ferry("migrate", id, "--from", pair.B.Url, "--to", pair.A.Url, "--strategy", "precopy", "--max-rounds", "2", "--json");
         Assert.True(back.ExitCode == 0, back.ToString());
         var output = await pair.WaitForEndAsync(pair.A, id);

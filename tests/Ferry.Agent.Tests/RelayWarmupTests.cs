@@ -14,7 +14,7 @@ public sealed class RelayWarmupTests
         var stateDir = Directory.CreateTempSubdirectory("ferry-relay-test-");
         try
         {
-            var options = new AgentOptions { Name = "warm", StateDir = stateDir.FullName, FerryCommand = ["/bin/false"], Standby = false };
+            var options = new AgentOptions { Name = "warm", StateDir = stateDir.FullName, FerryCommand = ["/bin/false"], Standby = false, StreamHandoff = false };
             await using var server = await AgentServer.StartAsync(options, new IPEndPoint(IPAddress.Loopback, 0), CancellationToken.None);
             var result = await server.RelayWarmedUp.WaitAsync(TimeSpan.FromMinutes(1));
 
@@ -40,7 +40,7 @@ public sealed class RelayWarmupTests
         var stateDir = Directory.CreateTempSubdirectory("ferry-relay-test-");
         try
         {
-            var options = new AgentOptions { Name = "cold", StateDir = stateDir.FullName, FerryCommand = ["/bin/false"], Standby = false, WarmRelay = false };
+            var options = new AgentOptions { Name = "cold", StateDir = stateDir.FullName, FerryCommand = ["/bin/false"], Standby = false, WarmRelay = false, StreamHandoff = false };
             await using var server = await AgentServer.StartAsync(options, new IPEndPoint(IPAddress.Loopback, 0), CancellationToken.None);
             var result = await server.RelayWarmedUp;
             Assert.Equal(0, result.RoundTrips);

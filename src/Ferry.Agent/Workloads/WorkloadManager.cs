@@ -28,6 +28,11 @@ public sealed record AgentOptions
     public bool Standby { get; init; } = true;
     /// <summary>Send traffic through the migration-stream relay once at start, so that its code is compiled before a migration needs it (see <see cref="RelayWarmup"/>).</summary>
     public bool WarmRelay { get; init; } = true;
+    /// <summary>
+    /// Hand each migration stream's connection to the incoming runtime (<see cref="Streams.HandoffListenerFactory"/>)
+    /// instead of relaying its bytes through the agent.
+    /// </summary>
+    public bool StreamHandoff { get; init; } = true;
 
     /// <summary>The trust file in effect.</summary>
     public string EffectiveTrustFile => TrustFile ?? Path.Combine(StateDir, "trust.json");

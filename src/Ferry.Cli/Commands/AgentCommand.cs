@@ -26,10 +26,15 @@ public static class AgentCommand
         };
         var warmRelay = new Option<bool>("--warm-relay")
         {
-            Description = "At start, send traffic through this agent's own migration-stream relay once, so its code is compiled before a migration's switch-over needs it (about a second, a few MiB over loopback)",
+            Description = "With --stream-handoff false: at start, send traffic through this agent's own migration-stream relay once, so its code is compiled before a migration's switch-over needs it (about a second, a few MiB over loopback)",
             DefaultValueFactory = _ => true,
         };
-        var command = new Command("agent", "Run the per-host agent: starts workload processes and takes part in migrations") { listen, name, stateDir, trust, standby, warmRelay };
+        var streamHandoff = new Option<bool>("--stream-handoff")
+        {
+            Description = "Hand each incoming migration stream's connection to the destination runtime, so the source and destination runtimes talk directly (false: the agent relays every byte; docs/migration.md)",
+            DefaultValueFactory = _ => true,
+        };
+        var command = new Command("agent", "Run the per-host agent: starts workload processes and takes part in migrations") { listen, name, stateDir, trust, standby, warmRelay, streamHandoff };
         command.SetAction(async (parse, ct) =>
         {
             if (!TryParseEndpoint(parse.GetValue(listen)!, out var endpoint, out var why))
@@ -51,6 +56,7 @@ public static class AgentCommand
                 TrustFile = parse.GetValue(trust) is { Length: > 0 } t ? Path.GetFullPath(t) : null,
                 Standby = parse.GetValue(standby),
                 WarmRelay = parse.GetValue(warmRelay),
+                StreamHandoff = parse.GetValue(streamHandoff),
             };
             AgentServer server;
             try

@@ -61,6 +61,28 @@ public static class BenchCommand
             Json = parse.GetValue(sealedJson),
             CommandLine = "ferry " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1)),
         }, ct));
-        return new Command("bench", "Benchmarks (results go to docs/)") { migration, sealedCommand };
+        var streamsSize = new Option<string>("--size") { Description = "Memory size of every instance", DefaultValueFactory = _ => "1G" };
+        var streamsWorkloads = new Option<string>("--workloads") { Description = "Suite programs, comma-separated, or 'suite'", DefaultValueFactory = _ => "kvstore,btree,microbench" };
+        var streamsStrategy = new Option<string>("--strategy") { Description = "The strategy of every migration", DefaultValueFactory = _ => "precopy" };
+        var streamsModes = new Option<string>("--modes") { Description = "plain, sealed, or both (comma-separated)", DefaultValueFactory = _ => "plain,sealed" };
+        var streamsRepeat = new Option<int>("--repeat") { Description = "Migrations per workload, mode and kind of agents (the order alternates)", DefaultValueFactory = _ => 3 };
+        var streamsDocs = new Option<string?>("--docs") { Description = "Where to write benchmarks-streams.md (default: the repository's docs/)" };
+        var streamsJson = new Option<bool>("--json") { Description = "Print every measurement as JSON on stdout" };
+        var streamsCommand = new Command("streams", "Migration streams handed to the destination runtime vs relayed through its agent: downtime and total time, same run")
+        {
+            streamsSize, streamsWorkloads, streamsStrategy, streamsModes, streamsRepeat, streamsDocs, streamsJson,
+        };
+        streamsCommand.SetAction((parse, ct) => BenchStreams.RunAsync(new BenchStreams.Options
+        {
+            Size = parse.GetValue(streamsSize)!,
+            Workloads = parse.GetValue(streamsWorkloads)!,
+            Strategy = parse.GetValue(streamsStrategy)!,
+            Modes = parse.GetValue(streamsModes)!,
+            Repeat = parse.GetValue(streamsRepeat),
+            Docs = parse.GetValue(streamsDocs),
+            Json = parse.GetValue(streamsJson),
+            CommandLine = "ferry " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1)),
+        }, ct));
+        return new Command("bench", "Benchmarks (results go to docs/)") { migration, sealedCommand, streamsCommand };
     }
 }

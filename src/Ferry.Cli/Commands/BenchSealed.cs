@@ -117,9 +117,10 @@ public static class BenchSealed
         return ExitCodes.Ok;
     }
 
-    private static async Task MeasureAsync(LocalAgents agents, string repo, string workload, string size, bool sealedRun, int rep,
-        string[] strategies, string tracking, List<SealedSample> into, CancellationToken ct)
+    internal static async Task MeasureAsync(LocalAgents agents, string repo, string workload, string size, bool sealedRun, int rep,
+        string[] strategies, string tracking, List<SealedSample> into, CancellationToken ct, Action<string>? say = null)
     {
+        var Say = say ?? BenchSealed.Say;
         var flags = BenchMigration.FlagsFor(workload);
         var wasm = Path.Combine(repo, "workloads", "out", "wasm32", workload + ".wasm");
         var mode = sealedRun ? "sealed" : "plain";
@@ -199,13 +200,13 @@ public static class BenchSealed
         return pairs;
     }
 
-    private static double Median(IEnumerable<double> xs)
+    internal static double Median(IEnumerable<double> xs)
     {
         var sorted = xs.Order().ToList();
         return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]) / 2;
     }
 
-    private static double GeoMean(IEnumerable<double> xs)
+    internal static double GeoMean(IEnumerable<double> xs)
     {
         var list = xs.ToList();
         return list.Count == 0 ? double.NaN : Math.Exp(list.Average(Math.Log));

@@ -13,14 +13,17 @@ namespace Ferry.Cli.Commands;
 public sealed class LocalAgents : IDisposable
 {
     private readonly List<Process> agents = [];
+    private readonly string[] agentOptions;
 
     /// <param name="prefix">Prefix of the temporary directory holding both agents' state dirs.</param>
     /// <param name="fleetTrust">
     /// Give both hosts a software platform key and one fleet trust file accepting both (STATE/trust.json, the
     /// agents' default), as an operator does with `ferry attest`; so confidential workloads can migrate between them.
     /// </param>
-    public LocalAgents(string prefix, bool fleetTrust = false)
+    /// <param name="agentOptions">More `ferry agent` options for both agents (e.g. `--stream-handoff false`).</param>
+    public LocalAgents(string prefix, bool fleetTrust = false, params string[] agentOptions)
     {
+        this.agentOptions = agentOptions;
         Root = Directory.CreateTempSubdirectory(prefix).FullName;
         if (fleetTrust) WriteFleetTrust(["alpha", "beta"]);
         A = Start("alpha");
@@ -48,7 +51,8 @@ public sealed class LocalAgents : IDisposable
         var command = AgentCommand.FerryCommand();
         var psi = new ProcessStartInfo(command[0]) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
         foreach (var a in command.Skip(1)) psi.ArgumentList.Add(a);
-        foreach (var a in new[] { "agent", "--listen", "127.0.0.1:0", "--name", name, "--state-dir", Path.Combine(Root, name) }) psi.ArgumentList.Add(a);
+        string[] arguments = ["agent", "--listen", "127.0.0.1:0", "--name", name, "--state-dir", Path.Combine(Root, name), .. agentOptions];
+        foreach (var a in arguments) psi.ArgumentList.Add(a);
         var p = Process.Start(psi) ?? throw new InvalidOperationException("cannot start an agent");
         agents.Add(p);
         p.StandardInput.Close();

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text.Json;
 using Ferry.Agent.Api;
+using Ferry.Agent.Streams;
 using Ferry.Agent.Testing;
 using Ferry.Agent.Workloads;
 using Ferry.Enclave.Migration;
@@ -332,6 +333,8 @@ internal sealed partial class WorkloadRuntime : IDisposable
             }
             File.Delete(dir.DataSocket);
             Trace("streams accepted");
+            var handedOver = streams.Count(s => s is NetworkStream { Socket.AddressFamily: not AddressFamily.Unix });
+            Log($"{streams.Length} migration streams connected: {handedOver} handed over by the agent, {streams.Length - handedOver} relayed through it");
             incomingStreams = streams;
             SetPhase(IncomingPhases.Receiving, null);
             if (hook?.At("destination", "receiving", spec.Id, migrationId) is { } action) Apply(action, streams);
@@ -387,7 +390,7 @@ internal sealed partial class WorkloadRuntime : IDisposable
         var streams = new Stream[count];
         try
         {
-            for (var i = 0; i < count; i++) streams[i] = new NetworkStream(await listener.AcceptAsync(cts.Token).ConfigureAwait(false), ownsSocket: true);
+            for (var i = 0; i < count; i++) streams[i] = await StreamHandoff.AcceptAsync(listener, cts.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {

@@ -103,7 +103,7 @@ public sealed class AgentPair : IDisposable
     {
     }
 
-    private AgentPair(bool? trustBeta)
+    private AgentPair(bool? trustBeta, params string[] agentOptions)
     {
         // Short paths: Unix socket paths are limited to 108 bytes.
         Root = Directory.CreateTempSubdirectory("fat-").FullName;
@@ -122,9 +122,17 @@ public sealed class AgentPair : IDisposable
             File.WriteAllText(TrustFile, $"{{\"format\": \"ferry-trust/1\", \"platforms\": [{string.Join(",", entries)}]}}");
             extra = ["--trust", TrustFile];
         }
+        extra = [.. extra, .. agentOptions];
         A = new AgentProcess("alpha", a, env, extra);
         B = new AgentProcess("beta", b, env, extra);
     }
+
+    /// <summary>Two agents that relay every migration stream's bytes (<c>--stream-handoff false</c>) instead of handing the connection over.</summary>
+    public static AgentPair Relaying() => new(null, "--stream-handoff", "false");
+
+    /// <summary>The runtime log (stderr.log) of workload <paramref name="id"/> on <paramref name="agent"/>.</summary>
+    public string RuntimeLog(AgentProcess agent, string id) =>
+        File.ReadAllText(System.IO.Path.Combine(Root, agent == A ? "a" : "b", "workloads", id, "stderr.log"));
 
     /// <summary>
     /// Two agents sharing one fleet trust file (--trust) that lists alpha's platform key and, if
