@@ -387,11 +387,14 @@ public sealed class EnclaveDestination : IDisposable
         var environment = environmentFactory(state.Environment);
         var linker = new Linker();
         environment.Define(linker);
+        trace?.Invoke("environment restored");
         var instance = Instance.Instantiate(compiled, linker,
             instanceOptions with { RunStart = false, InitializeSegments = false, AdoptMemory = memory, AdoptAbsentMap = absentMap });
         absentMap = null; // the instance owns it now
+        trace?.Invoke("instantiated");
         environment.Bind(instance);
         InstanceStateApplier.Apply(instance, state.Globals, state.Tables, state.DroppedData, state.DroppedElements);
+        trace?.Invoke("globals and tables applied");
         var resolved = StateCodec.ResolveFrames(state.Frames, instance);
         frames = resolved;
         trace?.Invoke("instance rebuilt");

@@ -22,14 +22,18 @@ public sealed record MigrationOptions
     public TimeSpan DowntimeTarget { get; init; } = TimeSpan.FromMilliseconds(20);
     public int MaxRounds { get; init; } = 30;
     /// <summary>
-    /// Pre-copy: a dirty set that already fits the target is still sent once more while the guest runs if it has
-    /// more than this many pages and shrank to half or less of the round before. The last round — inside the
-    /// downtime — carries what the guest wrote during the round before it, so a long round followed by a short one
-    /// leaves less: a throttled btree at 1 GiB went from a 2,000–4,000-page round straight to the freeze with
-    /// 330–390 pages left (3.5 ms of last pages, sealed), where one more ~4 ms round would have left a few dozen.
-    /// Each extra round halves the set at least, so they end after a few. 0: stop as soon as the set fits.
+    /// Pre-copy: a dirty set that already fits the target but has more than this many pages is not frozen yet while
+    /// another round can still make it smaller: it is sent once more while the guest runs if it shrank by a fifth
+    /// from the round before, and otherwise auto-converge slows the guest one step further first (until it is at
+    /// its highest share; <see cref="AutoConverge"/>). The last round — inside the downtime — carries what the guest
+    /// wrote during the round before it: a throttled btree at 1 GiB went from a 2,000–4,000-page round straight to
+    /// the freeze with 330–390 pages left (3.5 ms of last pages, sealed); with streams handed to the destination
+    /// runtime (faster rounds, less throttling) btree and kvstore froze with 700–1,200 pages that fitted the target,
+    /// 6–9 ms of last pages (docs/benchmarks.md). Each extra round shrinks the set by a fifth or raises the
+    /// throttle, so they end after a few. The default is the largest last round that travels on the control
+    /// stream (<see cref="InlineLastRoundPages"/>). 0: stop as soon as the set fits.
     /// </summary>
-    public int SettlePages { get; init; } = 64;
+    public int SettlePages { get; init; } = 128;
     /// <summary>
     /// Pre-copy: when a round does not shrink the dirty set by a fifth, keep the guest frozen for a growing share
     /// of the time (30, 50, 70, 90 %) until it converges (<see cref="GuestThrottle"/>). Off: a guest that writes
@@ -256,10 +260,16 @@ public sealed class SourceMigration
                         tracker.Collect(dirty);
                         var estimateMs = dirty.Count * (double)MigrationRecords.PageSize / bandwidth;
                         if (round >= options.MaxRounds || stalled >= 3) break;
-                        // Fits the target: stop, unless the set is still shrinking fast (to half or less of the
-                        // round just sent) and not yet tiny; then one more short round while the guest runs.
-                        if (estimateMs <= options.DowntimeTarget.TotalMilliseconds && (dirty.Count <= options.SettlePages || dirty.Count * 2L > previous)) break;
-                        if (dirty.Count > previous * 0.8 && throttle is { CanRaise: true })
+                        var shrinking = dirty.Count <= previous * 0.8;
+                        if (estimateMs <= options.DowntimeTarget.TotalMilliseconds)
+                        {
+                            // Fits the target. Stop once the set is small; while it is not, another round while the
+                            // guest runs leaves less for the downtime as long as the set still shrinks by a fifth or
+                            // auto-converge can still slow the guest (SettlePages).
+                            if (dirty.Count <= options.SettlePages) break;
+                            if (!shrinking && throttle is not { CanRaise: true }) break;
+                        }
+                        if (!shrinking && throttle is { CanRaise: true })
                         {
                             // Not converging (fast enough): slow the guest down before counting it as stalled.
                             throttle.Raise();
