@@ -102,6 +102,13 @@ internal sealed class HandoffListener : IConnectionListener
                 {
                     continue; // gone before it was accepted
                 }
+                catch (SocketException e) when (!unbound.IsCancellationRequested)
+                {
+                    // E.g. out of file descriptors: the port must not stop answering for good; try again shortly.
+                    logger.LogWarning("accepting a connection failed: {Error}", e.Message);
+                    await Task.Delay(50, unbound.Token).ConfigureAwait(false);
+                    continue;
+                }
                 _ = RouteAsync(socket);
             }
         }
@@ -126,6 +133,13 @@ internal sealed class HandoffListener : IConnectionListener
         {
             // Gone before it said what it is (or while it said it): nothing of it was taken, nobody waits for it.
             logger.LogDebug("connection from {Remote} closed before it was routed: {Error}", Remote(socket), e.Message);
+            socket.Dispose();
+            return;
+        }
+        catch (Exception e)
+        {
+            // A fault of ours: this connection is lost, the port goes on.
+            logger.LogError(e, "connection from {Remote} could not be routed", Remote(socket));
             socket.Dispose();
             return;
         }
