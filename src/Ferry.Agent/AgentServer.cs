@@ -22,7 +22,8 @@ namespace Ferry.Agent;
 
 /// <summary>
 /// The per-host agent: an ASP.NET Core minimal API over its <see cref="WorkloadManager"/>, plus the migration
-/// stream endpoint that upgrades an HTTP/1.1 connection and pipes it, byte for byte, to an incoming runtime.
+/// stream endpoint that upgrades an HTTP/1.1 connection and hands it to an incoming runtime
+/// (<see cref="HandoffListenerFactory"/>), or with <see cref="AgentOptions.StreamHandoff"/> off pipes it there byte for byte.
 /// The HTTP API is documented in docs/migration.md.
 /// </summary>
 public sealed class AgentServer : IAsyncDisposable

@@ -325,6 +325,65 @@ public class MigrationTests
     }
 
     /// <summary>
+    /// The stop rule decides on a set collected while the guest still runs; a guest that starts writing between that
+    /// collection and the freeze (here: 1,024 pages, written by env.quiet when the freeze is requested) would put all
+    /// of it into the downtime. With rechecks the source collects again at the freeze, finds a set that no longer fits,
+    /// resumes the guest and sends it as one more running round; the final round is then empty. Without, the 1,024
+    /// pages travel frozen. The destination ends with the uninterrupted result either way.
+    /// </summary>
+    [Theory]
+    [InlineData(0)]
+    [InlineData(2)]
+    public async Task Pages_written_between_the_stop_decision_and_the_freeze_travel_before_it(int rechecks)
+    {
+        var bytes = Wat.ToWasm(Programs.QuietFiller);
+        var referenceEnv = new GateEnvironment(open: true);
+        using (var reference = GuestProgram.Create(Wat.Load(bytes), referenceEnv, CompileOptions.Default, InstanceOptions.Default))
+        {
+            reference.Start();
+            Assert.Equal(GuestEndKind.Exited, (await reference.Completion.WaitAsync(TimeSpan.FromSeconds(60))).Kind);
+        }
+        var expected = await referenceEnv.Done.Task;
+
+        using var ends = new Endpoints();
+        var sourceEnv = new GateEnvironment(open: true) { QuietUntilFreeze = true };
+        using var program = GuestProgram.Create(Wat.Load(bytes), sourceEnv, CompileOptions.Default with { DirtyTracking = true }, InstanceOptions.Default);
+        program.Start();
+        await sourceEnv.QuietEntered.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        var options = new MigrationOptions
+        {
+            Strategy = Strategy.PreCopy,
+            Tracking = TrackingMethod.Compiler,
+            Streams = 2,
+            DowntimeTarget = TimeSpan.FromTicks(1), // only an empty set fits
+            AutoConverge = false,
+            FreezeRechecks = rechecks,
+        };
+        var source = new SourceMigration(new EnclaveSource(program, new PlainRecordProtector(), options.Streams + 1),
+            () => new CompilerDirtyTracker(program.Instance.State), options);
+        var destTask = Task.Run(async () => await ends.Destination().RunAsync(await ends.Listener.AcceptAsync(options.Streams + 1, default), default));
+        var report = await source.RunAsync(new TcpConnector(ends.Listener.Endpoint),
+            Setup() with { ModuleSha256 = Convert.ToHexStringLower(SHA256.HashData(bytes)), ModuleBytes = bytes.Length }, bytes, default)
+            .WaitAsync(TimeSpan.FromSeconds(60));
+        var dest = await destTask.WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.True(report.Succeeded, report.Error);
+        var last = report.RoundDetails[^1];
+        Assert.False(last.GuestRunning);
+        if (rechecks == 0)
+        {
+            Assert.Equal(1024, last.Pages);
+        }
+        else
+        {
+            Assert.Equal(0, last.Pages);
+            Assert.Contains(report.RoundDetails, r => r.GuestRunning && r.Pages == 1024);
+        }
+        Assert.Equal(GuestEndKind.Exited, (await dest.Enclave.Program!.Completion.WaitAsync(TimeSpan.FromSeconds(60))).Kind);
+        Assert.Equal(expected, await ends.DestinationEnv!.Done.Task.WaitAsync(TimeSpan.FromSeconds(5)));
+    }
+
+    /// <summary>
     /// Pre-copies the spinner (every round dirties all its 1,024 pages) with slowed page streams (5 ms per write) so
     /// that every round lasts several throttle cycles (5 ms here); checks the destination ends with the result of an
     /// uninterrupted run.

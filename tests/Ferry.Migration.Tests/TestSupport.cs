@@ -81,7 +81,33 @@ public sealed class GateEnvironment : IGuestEnvironment
             }
         }));
         linker.DefineFunction("env", "done", new FuncType([Ferry.Wasm.ValueType.I64], []), new Action<long>(v => Done.TrySetResult(v)));
+        linker.DefineFunction("env", "quiet", new FuncType([Ferry.Wasm.ValueType.I32], []), new Action<int>(value =>
+        {
+            if (QuietUntilFreeze)
+            {
+                QuietEntered.TrySetResult();
+                state!.FreezeToken.WaitHandle.WaitOne();
+                if (Interlocked.Increment(ref quietFreezes) > 1)
+                {
+                    state.UnwindFromHost(); // called again after the resume
+                    return;
+                }
+            }
+            MemoryOps.Fill(0, value, 0x400000, state!);
+        }));
     }
+
+    /// <summary>
+    /// env.quiet(v) fills the first 4 MiB (1,024 pages) with v. With this set it first writes nothing until a freeze
+    /// is requested: the first request it answers by filling and returning — a guest that starts writing after the
+    /// source decided to freeze it, before the freeze takes effect — later ones by unwinding (no writes).
+    /// </summary>
+    public bool QuietUntilFreeze { get; init; }
+
+    /// <summary>Set when the guest first waits in env.quiet.</summary>
+    public TaskCompletionSource QuietEntered { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private int quietFreezes;
 
     public void Bind(Instance instance) => state = instance.State;
 
@@ -102,6 +128,34 @@ public sealed class GateEnvironment : IGuestEnvironment
 
 public static class Programs
 {
+    /// <summary>
+    /// Writes a word into each of its 1,024 pages (so pre-copy's round 0 has pages to measure the bandwidth with),
+    /// calls env.quiet(1) and env.quiet(2) (each fills 4 MiB with its argument; see
+    /// <see cref="GateEnvironment.QuietUntilFreeze"/>) and reports an FNV-style hash of that memory.
+    /// </summary>
+    public const string QuietFiller = """
+        (module
+          (import "env" "quiet" (func $quiet (param i32)))
+          (import "env" "done" (func $done (param i64)))
+          (memory 64)
+          (func (export "_start") (local $i i32) (local $h i64) (local $p i32)
+            (loop $w
+              (i32.store (local.get $p) (i32.const 7))
+              (local.set $p (i32.add (local.get $p) (i32.const 4096)))
+              (br_if $w (i32.lt_u (local.get $p) (i32.const 0x400000))))
+            (local.set $p (i32.const 0))
+            (loop $l
+              (call $quiet (i32.add (local.get $i) (i32.const 1)))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br_if $l (i32.lt_u (local.get $i) (i32.const 2))))
+            (loop $s
+              (local.set $h (i64.add (i64.mul (local.get $h) (i64.const 1099511628211)) (i64.load (local.get $p))))
+              (local.set $p (i32.add (local.get $p) (i32.const 8)))
+              (br_if $s (i32.lt_u (local.get $p) (i32.const 0x400000))))
+            (call $done (local.get $h)))
+        )
+        """;
+
     /// <summary>
     /// Waits at gate 1, then stores to random words of 4 MiB (1,024 pages) for <paramref name="iterations"/>
     /// iterations, and reports an FNV-style hash of that memory: a guest that dirties pages for as long as a migration runs.

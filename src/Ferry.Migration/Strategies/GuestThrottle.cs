@@ -49,6 +49,12 @@ internal sealed class GuestThrottle : IAsyncDisposable
         loop ??= Task.Run(CycleAsync);
     }
 
+    /// <summary>Raises step by step until the share is at least <paramref name="share"/> (or the highest).</summary>
+    public void RaiseTo(double share)
+    {
+        while (CanRaise && Share < share) Raise();
+    }
+
     private async Task CycleAsync()
     {
         var token = stop.Token;

@@ -35,6 +35,12 @@ public sealed record MigrationOptions
     /// </summary>
     public int SettlePages { get; init; } = 128;
     /// <summary>
+    /// Pre-copy: how many times the source may resume the guest right after its final freeze because the pages it
+    /// wrote between the stop rule's last collection and the freeze no longer fit the target (each costs one brief
+    /// pause and one more round; counted in the report's throttled time). 0: never.
+    /// </summary>
+    public int FreezeRechecks { get; init; } = 2;
+    /// <summary>
     /// Pre-copy: when a round does not shrink the dirty set by a fifth, keep the guest frozen for a growing share
     /// of the time (30, 50, 70, 90 %) until it converges (<see cref="GuestThrottle"/>). Off: a guest that writes
     /// as fast as pages travel ends with a large last round, inside the downtime.
@@ -113,10 +119,13 @@ public sealed class SourceMigration
     /// <summary>Pre-copy's auto-converge, once the rounds started (null otherwise or when off).</summary>
     private GuestThrottle? throttle;
 
+    /// <summary>Time the guest was kept frozen by throttles replaced after a recheck at the freeze, and by those rechecks' pauses.</summary>
+    private TimeSpan throttledEarlier;
+
     private MigrationReport Report(FrozenGuestInfo freeze, long resumedAt, double postCopyMs, Stopwatch total) => new()
     {
         AutoConvergeShare = throttle?.Share ?? 0,
-        ThrottledMs = throttle?.Frozen.TotalMilliseconds ?? 0,
+        ThrottledMs = (throttledEarlier + (throttle?.Frozen ?? TimeSpan.Zero)).TotalMilliseconds,
         MigrationId = migrationId.ToString(),
         Strategy = options.Strategy,
         Tracking = options.Tracking,
@@ -251,23 +260,39 @@ public sealed class SourceMigration
                 var dirty = new List<long>();
                 var previous = long.MaxValue;
                 var stalled = 0;
-                if (strategy == Strategy.PreCopy)
+
+                // One round of pages sent while the guest runs, until the destination applied them; its end-to-end
+                // rate becomes the bandwidth the stop rule uses (the latest round's, not the best so far: the last
+                // round is small like the latest ones and meets the same load; the best, usually round 0's, promised
+                // kvstore at 3 GiB a 12 ms last round that took 14-19 ms; docs/benchmarks.md).
+                async Task RunningRoundAsync(List<long> pages)
                 {
-                    if (options.AutoConverge) throttle = new GuestThrottle(enclave, options.AutoConvergePeriod);
+                    previous = pages.Count;
+                    resent += pages.Count;
+                    var r = await SendRoundAsync(pages, round, guestRunning: true, linked.Token).ConfigureAwait(false);
+                    r = await AwaitAppliedAsync(r, controlReader, linked.Token).ConfigureAwait(false);
+                    if (r.Milliseconds > 0) bandwidth = r.Bytes / r.Milliseconds;
+                    round++;
+                }
+
+                // Pre-copy's rounds until the stop rule says freeze; true if it stopped because the set fits the
+                // target (false: the round limit, or a set that stopped shrinking at the highest throttle share).
+                async Task<bool> RoundsAsync()
+                {
                     while (true)
                     {
                         dirty.Clear();
                         tracker.Collect(dirty);
                         var estimateMs = dirty.Count * (double)MigrationRecords.PageSize / bandwidth;
-                        if (round >= options.MaxRounds || stalled >= 3) break;
+                        if (round >= options.MaxRounds || stalled >= 3) return false;
                         var shrinking = dirty.Count <= previous * 0.8;
                         if (estimateMs <= options.DowntimeTarget.TotalMilliseconds)
                         {
                             // Fits the target. Stop once the set is small; while it is not, another round while the
                             // guest runs leaves less for the downtime as long as the set still shrinks by a fifth or
                             // auto-converge can still slow the guest (SettlePages).
-                            if (dirty.Count <= options.SettlePages) break;
-                            if (!shrinking && throttle is not { CanRaise: true }) break;
+                            if (dirty.Count <= options.SettlePages) return true;
+                            if (!shrinking && throttle is not { CanRaise: true }) return true;
                         }
                         if (!shrinking && throttle is { CanRaise: true })
                         {
@@ -279,24 +304,67 @@ public sealed class SourceMigration
                         {
                             stalled = dirty.Count >= previous ? stalled + 1 : 0;
                         }
-                        previous = dirty.Count;
-                        resent += dirty.Count;
-                        var r = await SendRoundAsync(dirty, round, guestRunning: true, linked.Token).ConfigureAwait(false);
-                        r = await AwaitAppliedAsync(r, controlReader, linked.Token).ConfigureAwait(false);
-                        // The latest round's end-to-end rate, not the best so far: the last round is small like
-                        // the latest ones and meets the same load; the best (usually round 0's) promised kvstore at
-                        // 3 GiB a 12 ms last round that took 14-19 ms (25 ms downtime; 14-17 ms with this rule, A/B
-                        // twice each, docs/benchmarks.md).
-                        if (r.Milliseconds > 0) bandwidth = r.Bytes / r.Milliseconds;
-                        round++;
+                        await RunningRoundAsync(dirty).ConfigureAwait(false);
                     }
                 }
-                if (throttle is not null) await throttle.DisposeAsync().ConfigureAwait(false); // the guest runs normally again
-                freeze = await FreezeAsync(control, linked.Token).ConfigureAwait(false);
-                // Pages left from the last estimate plus those written since. The guest is frozen: a bitmap, not a
-                // hash set and a sort (hybrid at 3 GiB has ~330,000 pages here: tens of milliseconds of downtime).
-                var union = PageBitmap.Of(dirty, enclave.PageCount);
-                pendingCountHint = dirty.Count + (int)tracker.CollectLastInto(union);
+
+                byte[] union;
+                if (strategy == Strategy.PreCopy)
+                {
+                    if (options.AutoConverge) throttle = new GuestThrottle(enclave, options.AutoConvergePeriod);
+                    var rechecks = 0;
+                    while (true)
+                    {
+                        var fitted = await RoundsAsync().ConfigureAwait(false);
+                        var share = throttle?.Share ?? 0;
+                        if (throttle is not null) await throttle.DisposeAsync().ConfigureAwait(false); // the guest runs normally again
+                        freeze = await FreezeAsync(control, linked.Token, sendFrameHint: false).ConfigureAwait(false);
+                        if (!fitted || rechecks >= options.FreezeRechecks || round >= options.MaxRounds)
+                        {
+                            // Final. Pages left from the last estimate plus those written since: a bitmap, not a hash
+                            // set and a sort (hybrid at 3 GiB has ~330,000 pages here: tens of milliseconds of downtime).
+                            union = PageBitmap.Of(dirty, enclave.PageCount);
+                            pendingCountHint = dirty.Count + (int)tracker.CollectLastInto(union);
+                            break;
+                        }
+                        // The set that fitted was collected before the throttle stopped and the freeze was asked for;
+                        // a guest that starts writing in between puts all it writes into the downtime (pagerank: 23,767
+                        // pages after a set of at most 128, 86.6 ms; docs/benchmarks.md). Collect again (re-arming the
+                        // tracker, so the rounds can go on) and, if the set no longer fits, resume the guest and go on.
+                        var pausedAt = Stopwatch.GetTimestamp();
+                        var since = new List<long>();
+                        tracker.Collect(since);
+                        union = PageBitmap.Of(dirty, enclave.PageCount);
+                        PageBitmap.Add(union, since);
+                        var frozenSet = PageBitmap.Pages(union, dirty.Count + since.Count);
+                        if (frozenSet.Count <= options.SettlePages
+                            || frozenSet.Count * (double)MigrationRecords.PageSize / bandwidth <= options.DowntimeTarget.TotalMilliseconds)
+                        {
+                            pendingCountHint = frozenSet.Count;
+                            break; // still fits: the guest is frozen, so nothing more can be written
+                        }
+                        rechecks++;
+                        enclave.Unfreeze();
+                        frozen = false;
+                        throttledEarlier += Stopwatch.GetElapsedTime(pausedAt);
+                        if (throttle is not null)
+                        {
+                            // Auto-converge goes on where it was (a disposed throttle cannot be restarted).
+                            throttledEarlier += throttle.Frozen;
+                            throttle = new GuestThrottle(enclave, options.AutoConvergePeriod);
+                            throttle.RaiseTo(share);
+                        }
+                        dirty = frozenSet;
+                        await RunningRoundAsync(dirty).ConfigureAwait(false);
+                    }
+                    await control.WriteAsync(MessageType.FrameHint, enclave.SealFrameHint(), linked.Token).ConfigureAwait(false);
+                }
+                else
+                {
+                    freeze = await FreezeAsync(control, linked.Token).ConfigureAwait(false);
+                    union = PageBitmap.Of(dirty, enclave.PageCount);
+                    pendingCountHint = dirty.Count + (int)tracker.CollectLastInto(union);
+                }
                 if (strategy == Strategy.Hybrid)
                 {
                     pending = union;
@@ -434,7 +502,11 @@ public sealed class SourceMigration
     /// The migration's freeze: the guest stops at a safe point, and the shape of its call stack goes to the destination
     /// at once (<see cref="EnclaveSource.SealFrameHint"/>), so it can compile the resume code (if not done yet) while the rest travels.
     /// </summary>
-    private async Task<FrozenGuestInfo> FreezeAsync(FrameStream control, CancellationToken ct)
+    /// <summary>
+    /// Freezes the guest for the switch-over and, unless told not to, sends the frozen stack's shape (FrameHint) at once.
+    /// Pre-copy sends the hint itself once the freeze is final (it may still resume the guest: see RoundsAsync's caller).
+    /// </summary>
+    private async Task<FrozenGuestInfo> FreezeAsync(FrameStream control, CancellationToken ct, bool sendFrameHint = true)
     {
         // A fresh generation-0 budget, so that what the frozen steps allocate (the state record, bitmaps) does not end
         // it inside the downtime; this collection pauses the guest as any other would, but it is still running.
@@ -447,7 +519,7 @@ public sealed class SourceMigration
         }
         var f = await task.ConfigureAwait(false);
         frozen = true;
-        await control.WriteAsync(MessageType.FrameHint, enclave.SealFrameHint(), ct).ConfigureAwait(false);
+        if (sendFrameHint) await control.WriteAsync(MessageType.FrameHint, enclave.SealFrameHint(), ct).ConfigureAwait(false);
         return new FrozenGuestInfo(f.FrozenAtUnixNanos, f.FreezeLatency);
     }
 
