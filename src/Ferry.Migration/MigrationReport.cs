@@ -42,8 +42,10 @@ public sealed record MigrationReport
     public int Rounds { get; init; }
     /// <summary>Pre-copy auto-converge: the highest share of time the guest was kept frozen during the rounds (0: never throttled).</summary>
     public double AutoConvergeShare { get; init; }
-    /// <summary>Time the guest spent frozen by auto-converge while the rounds ran (not downtime: it ran in between).</summary>
+    /// <summary>Time the guest spent frozen by auto-converge while the rounds ran, and by rechecks at a freeze it was resumed from (not downtime: it ran in between).</summary>
     public double ThrottledMs { get; init; }
+    /// <summary>Pre-copy: how often the guest was resumed right after a freeze because what it wrote just before no longer fitted the target.</summary>
+    public int FreezeRechecks { get; init; }
     public double BandwidthMBps { get; init; }
     public IReadOnlyList<RoundReport> RoundDetails { get; init; } = [];
     public long PostCopyFaults { get; init; }

@@ -373,10 +373,12 @@ public class MigrationTests
         if (rechecks == 0)
         {
             Assert.Equal(1024, last.Pages);
+            Assert.Equal(0, report.FreezeRechecks);
         }
         else
         {
             Assert.Equal(0, last.Pages);
+            Assert.Equal(1, report.FreezeRechecks);
             Assert.Contains(report.RoundDetails, r => r.GuestRunning && r.Pages == 1024);
         }
         Assert.Equal(GuestEndKind.Exited, (await dest.Enclave.Program!.Completion.WaitAsync(TimeSpan.FromSeconds(60))).Kind);

@@ -122,10 +122,14 @@ public sealed class SourceMigration
     /// <summary>Time the guest was kept frozen by throttles replaced after a recheck at the freeze, and by those rechecks' pauses.</summary>
     private TimeSpan throttledEarlier;
 
+    /// <summary>Pre-copy: times the guest was resumed right after a freeze (see <see cref="MigrationOptions.FreezeRechecks"/>).</summary>
+    private int freezeRechecks;
+
     private MigrationReport Report(FrozenGuestInfo freeze, long resumedAt, double postCopyMs, Stopwatch total) => new()
     {
         AutoConvergeShare = throttle?.Share ?? 0,
         ThrottledMs = (throttledEarlier + (throttle?.Frozen ?? TimeSpan.Zero)).TotalMilliseconds,
+        FreezeRechecks = freezeRechecks,
         MigrationId = migrationId.ToString(),
         Strategy = options.Strategy,
         Tracking = options.Tracking,
@@ -344,6 +348,7 @@ public sealed class SourceMigration
                             break; // still fits: the guest is frozen, so nothing more can be written
                         }
                         rechecks++;
+                        freezeRechecks = rechecks;
                         enclave.Unfreeze();
                         frozen = false;
                         throttledEarlier += Stopwatch.GetElapsedTime(pausedAt);
