@@ -213,7 +213,7 @@ public sealed class RelayedStreamMigrationTests
     public async Task A_migration_through_relaying_agents_keeps_the_checksum()
     {
         using var pair = AgentPair.Relaying();
-        var (id, migrate) = await pair.MigrateMidRunAsync("btree", ["--mem", "16M", "--seconds", "3", "--progress", "0.2"], ["--strategy", "precopy"]);
+        var (id, migrate) = await pair.MigrateMidRunAsync("btree", ["--mem", "16M", "--seconds", "10", "--progress", "0.2"], ["--strategy", "precopy"]);
         Assert.True(migrate.ExitCode == 0, migrate.ToString());
         Assert.Contains("5 migration streams connected: 0 handed over by the agent, 5 relayed", pair.RuntimeLog(pair.B, id), StringComparison.Ordinal);
         var output = await pair.WaitForEndAsync(pair.B, id);
