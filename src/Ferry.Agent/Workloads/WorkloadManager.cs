@@ -754,8 +754,10 @@ public sealed partial class WorkloadManager : IDisposable
         {
             throw new AgentRequestException(500, $"could not kill the incoming runtime (pid {pid})");
         }
-        if (entry is not null) Archive(entry);
+        // Read before archiving: archiving moves the directory, and a runtime that failed on its own (its stream was
+        // cut) may have published its proof only after the first read above and exited before the discard request.
         proof ??= dir.ReadStatus()?.Incoming?.DiscardProof;
+        if (entry is not null) Archive(entry);
         return new ResolveResponse("failed", $"the destination had not taken over (phase {status?.Incoming?.Phase ?? "unknown"}); its runtime was stopped", proof);
     }
 
