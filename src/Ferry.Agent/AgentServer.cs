@@ -76,18 +76,11 @@ public sealed class AgentServer : IAsyncDisposable
             k.Limits.MaxRequestBufferSize = StreamBufferBytes;
             k.AddServerHeader = false;
         });
-        builder.WebHost.UseSockets(o => o.CreateBoundListenSocket = endpoint =>
-        {
-            var socket = Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets.SocketTransportOptions.CreateDefaultBoundListenSocket(endpoint);
-            // Inherited by accepted connections: bounded kernel buffering on the migration streams (see MaxRequestBufferSize).
-            socket.ReceiveBufferSize = StreamBufferBytes;
-            socket.SendBufferSize = StreamBufferBytes;
-            return socket;
-        });
+        builder.WebHost.UseSockets(o => o.CreateBoundListenSocket = endpoint => HandoffListenerFactory.BindListenSocket(endpoint, StreamBufferBytes));
         AgentServer? server = null;
         if (options.StreamHandoff)
         {
-            // Replaces the sockets transport bound above (same listen socket and buffer sizes): see HandoffListenerFactory.
+            // Replaces the sockets transport configured above (the same listen socket): see HandoffListenerFactory.
             builder.Services.RemoveAll<IConnectionListenerFactory>();
             builder.Services.AddSingleton<IConnectionListenerFactory>(sp => new HandoffListenerFactory(
                 id => server?.DataSocketOf(id),

@@ -25,6 +25,18 @@ public class MigrationTests
         return env.Done.Task.Result;
     }
 
+    /// <summary>Runs <paramref name="bytes"/> uninterrupted in this process and returns the checksum it reports (env.done).</summary>
+    private static async Task<long> ReferenceAsync(byte[] bytes, TimeSpan timeout)
+    {
+        var env = new GateEnvironment(open: true);
+        using (var reference = GuestProgram.Create(Wat.Load(bytes), env, CompileOptions.Default, InstanceOptions.Default))
+        {
+            reference.Start();
+            Assert.Equal(GuestEndKind.Exited, (await reference.Completion.WaitAsync(timeout)).Kind);
+        }
+        return await env.Done.Task.WaitAsync(TimeSpan.FromSeconds(5));
+    }
+
     private static WorkloadSetup Setup() => new()
     {
         MigrationId = "",
@@ -168,13 +180,7 @@ public class MigrationTests
     public async Task Kernel_postcopy_covers_memory_grown_after_the_setup(Strategy strategy)
     {
         var bytes = Wat.ToWasm(Programs.Grower);
-        var referenceEnv = new GateEnvironment(open: true);
-        using (var reference = GuestProgram.Create(Wat.Load(bytes), referenceEnv, CompileOptions.Default, InstanceOptions.Default))
-        {
-            reference.Start();
-            Assert.Equal(GuestEndKind.Exited, (await reference.Completion.WaitAsync(TimeSpan.FromSeconds(30))).Kind);
-        }
-        var expected = await referenceEnv.Done.Task.WaitAsync(TimeSpan.FromSeconds(5));
+        var expected = await ReferenceAsync(bytes, TimeSpan.FromSeconds(30));
 
         using var ends = new Endpoints();
         var sourceEnv = new GateEnvironment(open: false);
@@ -337,13 +343,7 @@ public class MigrationTests
     public async Task Pages_written_between_the_stop_decision_and_the_freeze_travel_before_it(int rechecks)
     {
         var bytes = Wat.ToWasm(Programs.QuietFiller);
-        var referenceEnv = new GateEnvironment(open: true);
-        using (var reference = GuestProgram.Create(Wat.Load(bytes), referenceEnv, CompileOptions.Default, InstanceOptions.Default))
-        {
-            reference.Start();
-            Assert.Equal(GuestEndKind.Exited, (await reference.Completion.WaitAsync(TimeSpan.FromSeconds(60))).Kind);
-        }
-        var expected = await referenceEnv.Done.Task;
+        var expected = await ReferenceAsync(bytes, TimeSpan.FromSeconds(60));
 
         using var ends = new Endpoints();
         var sourceEnv = new GateEnvironment(open: true) { QuietUntilFreeze = true };
@@ -393,13 +393,7 @@ public class MigrationTests
     private async Task<MigrationReport> MigrateSpinnerAsync(bool autoConverge, TimeSpan downtimeTarget, int maxRounds)
     {
         var bytes = Wat.ToWasm(Programs.Spinner(SpinnerIterations));
-        var referenceEnv = new GateEnvironment(open: true);
-        using (var reference = GuestProgram.Create(Wat.Load(bytes), referenceEnv, CompileOptions.Default, InstanceOptions.Default))
-        {
-            reference.Start();
-            Assert.Equal(GuestEndKind.Exited, (await reference.Completion.WaitAsync(TimeSpan.FromSeconds(120))).Kind);
-        }
-        var expected = await referenceEnv.Done.Task;
+        var expected = await ReferenceAsync(bytes, TimeSpan.FromSeconds(120));
 
         using var ends = new Endpoints();
         var sourceEnv = new GateEnvironment(open: false);

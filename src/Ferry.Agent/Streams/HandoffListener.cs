@@ -22,12 +22,22 @@ public sealed class HandoffListenerFactory(Func<string, string?> dataSocketOf, S
 
     public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
     {
-        var socket = SocketTransportOptions.CreateDefaultBoundListenSocket(endpoint);
-        // Inherited by accepted connections: bounded kernel buffering on migration streams (AgentServer.StreamBufferBytes).
-        socket.ReceiveBufferSize = bufferBytes;
-        socket.SendBufferSize = bufferBytes;
+        var socket = BindListenSocket(endpoint, bufferBytes);
         socket.Listen(512);
         return ValueTask.FromResult<IConnectionListener>(new HandoffListener(socket, dataSocketOf, new SocketConnectionContextFactory(options, logger), logger));
+    }
+
+    /// <summary>
+    /// The agent's listen socket, bound as Kestrel's own transport binds it, with <paramref name="bufferBytes"/> of kernel
+    /// buffering each way — inherited by accepted connections, so little of a migration stream is in flight when a
+    /// guest freezes (<see cref="AgentServer.StreamBufferBytes"/>). Used with and without the hand-off.
+    /// </summary>
+    public static Socket BindListenSocket(EndPoint endpoint, int bufferBytes)
+    {
+        var socket = SocketTransportOptions.CreateDefaultBoundListenSocket(endpoint);
+        socket.ReceiveBufferSize = bufferBytes;
+        socket.SendBufferSize = bufferBytes;
+        return socket;
     }
 }
 

@@ -27,6 +27,9 @@ public static class StreamRequestHead
     /// <summary>Longer heads are left to Kestrel (which refuses them with its own limits).</summary>
     public const int MaxLength = 8192;
 
+    private const string Migrations = "/v1/migrations/";
+    private const string Streams = "/streams";
+
     private static ReadOnlySpan<byte> Prefix => "GET /v1/migrations/"u8;
     private static ReadOnlySpan<byte> End => "\r\n\r\n"u8;
 
@@ -71,9 +74,8 @@ public static class StreamRequestHead
         var target = parts[1];
         var query = target.IndexOf('?');
         var path = query < 0 ? target : target[..query];
-        const string suffix = "/streams";
-        if (path.Length <= "/v1/migrations/".Length + suffix.Length || !path.EndsWith(suffix, StringComparison.Ordinal)) return false;
-        var id = path["/v1/migrations/".Length..^suffix.Length];
+        if (path.Length <= Migrations.Length + Streams.Length || !path.EndsWith(Streams, StringComparison.Ordinal)) return false;
+        var id = path[Migrations.Length..^Streams.Length];
         if (id.Length == 0 || id.Contains('/') || id.Contains('%')) return false;
         migrationId = id;
         return true;

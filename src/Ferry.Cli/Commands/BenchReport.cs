@@ -25,8 +25,8 @@ public static class BenchReport
         sb.AppendLine($"- Date: {r.Date:yyyy-MM-dd HH:mm} UTC");
         sb.AppendLine($"- Machine: {r.Machine}");
         sb.AppendLine();
-        sb.AppendLine("Each row is one live migration between two agents on this machine (loopback TCP through the destination agent's");
-        sb.AppendLine("HTTP upgrade and Unix-socket pipe, 4 page streams), of a workload that kept running: per workload and size one");
+        sb.AppendLine("Each row is one live migration between two agents on this machine (loopback TCP, upgraded by the destination agent");
+        sb.AppendLine("and handed to the destination runtime, 4 page streams), of a workload that kept running: per workload and size one");
         sb.AppendLine("instance is started and migrated back and forth, once per strategy × tracking method. Figures are the runtimes' own");
         sb.AppendLine("(`ferry migrate --json`): downtime runs from the last guest instruction on the source to the start of the guest on");
         sb.AppendLine("the destination, whose code for resuming the frozen frames is compiled before (since 2026-12-05 22:00; earlier runs");

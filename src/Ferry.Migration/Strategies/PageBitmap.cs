@@ -20,7 +20,7 @@ public static class PageBitmap
     public static byte[] Of(List<long> pages, long pageCount)
     {
         var b = new byte[(pageCount + 7) / 8];
-        Add(b, pages);
+        _ = Add(b, pages);
         return b;
     }
 
@@ -34,13 +34,21 @@ public static class PageBitmap
         return bitmap;
     }
 
-    /// <summary>Sets the bits of <paramref name="pages"/> in <paramref name="bitmap"/> (a union in place).</summary>
+    /// <summary>Sets the bits of <paramref name="pages"/> in <paramref name="bitmap"/> (a union in place); returns how many were not set yet.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Add(byte[] bitmap, List<long> pages)
+    public static long Add(byte[] bitmap, List<long> pages)
     {
         ArgumentNullException.ThrowIfNull(bitmap);
         ArgumentNullException.ThrowIfNull(pages);
-        foreach (var p in pages) bitmap[p >> 3] |= (byte)(1 << (int)(p & 7));
+        long added = 0;
+        foreach (var p in pages)
+        {
+            ref var b = ref bitmap[p >> 3];
+            var bit = (byte)(1 << (int)(p & 7));
+            if ((b & bit) == 0) added++;
+            b |= bit;
+        }
+        return added;
     }
 
     /// <summary>The set bits as ascending page indices (empty 64-page words skipped).</summary>

@@ -316,14 +316,13 @@ public sealed class SourceMigration
                 if (strategy == Strategy.PreCopy)
                 {
                     if (options.AutoConverge) throttle = new GuestThrottle(enclave, options.AutoConvergePeriod);
-                    var rechecks = 0;
                     while (true)
                     {
                         var fitted = await RoundsAsync().ConfigureAwait(false);
                         var share = throttle?.Share ?? 0;
                         if (throttle is not null) await throttle.DisposeAsync().ConfigureAwait(false); // the guest runs normally again
                         freeze = await FreezeAsync(control, linked.Token, sendFrameHint: false).ConfigureAwait(false);
-                        if (!fitted || rechecks >= options.FreezeRechecks || round >= options.MaxRounds)
+                        if (!fitted || freezeRechecks >= options.FreezeRechecks || round >= options.MaxRounds)
                         {
                             // Final. Pages left from the last estimate plus those written since: a bitmap, not a hash
                             // set and a sort (hybrid at 3 GiB has ~330,000 pages here: tens of milliseconds of downtime).
@@ -339,16 +338,13 @@ public sealed class SourceMigration
                         var since = new List<long>();
                         tracker.Collect(since);
                         union = PageBitmap.Of(dirty, enclave.PageCount);
-                        PageBitmap.Add(union, since);
-                        var frozenSet = PageBitmap.Pages(union, dirty.Count + since.Count);
-                        if (frozenSet.Count <= options.SettlePages
-                            || frozenSet.Count * (double)MigrationRecords.PageSize / bandwidth <= options.DowntimeTarget.TotalMilliseconds)
+                        pendingCountHint = dirty.Count + (int)PageBitmap.Add(union, since);
+                        if (pendingCountHint <= options.SettlePages
+                            || pendingCountHint * (double)MigrationRecords.PageSize / bandwidth <= options.DowntimeTarget.TotalMilliseconds)
                         {
-                            pendingCountHint = frozenSet.Count;
                             break; // still fits: the guest is frozen, so nothing more can be written
                         }
-                        rechecks++;
-                        freezeRechecks = rechecks;
+                        freezeRechecks++;
                         enclave.Unfreeze();
                         frozen = false;
                         throttledEarlier += Stopwatch.GetElapsedTime(pausedAt);
@@ -359,7 +355,7 @@ public sealed class SourceMigration
                             throttle = new GuestThrottle(enclave, options.AutoConvergePeriod);
                             throttle.RaiseTo(share);
                         }
-                        dirty = frozenSet;
+                        dirty = PageBitmap.Pages(union, pendingCountHint);
                         await RunningRoundAsync(dirty).ConfigureAwait(false);
                     }
                     await control.WriteAsync(MessageType.FrameHint, enclave.SealFrameHint(), linked.Token).ConfigureAwait(false);
@@ -505,11 +501,9 @@ public sealed class SourceMigration
 
     /// <summary>
     /// The migration's freeze: the guest stops at a safe point, and the shape of its call stack goes to the destination
-    /// at once (<see cref="EnclaveSource.SealFrameHint"/>), so it can compile the resume code (if not done yet) while the rest travels.
-    /// </summary>
-    /// <summary>
-    /// Freezes the guest for the switch-over and, unless told not to, sends the frozen stack's shape (FrameHint) at once.
-    /// Pre-copy sends the hint itself once the freeze is final (it may still resume the guest: see RoundsAsync's caller).
+    /// at once (<see cref="EnclaveSource.SealFrameHint"/>), so it can compile the resume code (if not done yet) while the
+    /// rest travels. Pre-copy sends the hint itself (<paramref name="sendFrameHint"/> false) once the freeze is final:
+    /// it may still resume the guest (see <see cref="MigrationOptions.FreezeRechecks"/>).
     /// </summary>
     private async Task<FrozenGuestInfo> FreezeAsync(FrameStream control, CancellationToken ct, bool sendFrameHint = true)
     {
