@@ -46,6 +46,8 @@ public sealed record MigrationReport
     public double ThrottledMs { get; init; }
     /// <summary>Pre-copy: how often the guest was resumed right after a freeze because what it wrote just before no longer fitted the target.</summary>
     public int FreezeRechecks { get; init; }
+    /// <summary>Pre-copy: the final freeze began as a pause of auto-converge (the guest did not run between the stop decision and the freeze; freeze latency 0).</summary>
+    public bool FreezeKeptThrottlePause { get; init; }
     public double BandwidthMBps { get; init; }
     public IReadOnlyList<RoundReport> RoundDetails { get; init; } = [];
     public long PostCopyFaults { get; init; }

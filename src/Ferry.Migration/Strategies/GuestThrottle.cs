@@ -25,6 +25,10 @@ internal sealed class GuestThrottle : IAsyncDisposable
     private Task? loop;
     private int step = -1;
     private long frozenTicks;
+    // Set by StopAsync(keepFrozen: true) before it cancels the cycles: a pause in progress is then not ended.
+    private volatile bool keepFrozen;
+    private bool heldFrozen;
+    private TaskCompletionSource nextPause = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public GuestThrottle(EnclaveSource enclave, TimeSpan period)
     {
@@ -48,6 +52,9 @@ internal sealed class GuestThrottle : IAsyncDisposable
         Volatile.Write(ref step, step + 1);
         loop ??= Task.Run(CycleAsync);
     }
+
+    /// <summary>Completes when the throttle next holds the guest frozen (for tests: the pause may be over by then).</summary>
+    internal Task NextPause => Volatile.Read(ref nextPause).Task;
 
     /// <summary>Raises step by step until the share is at least <paramref name="share"/> (or the highest).</summary>
     public void RaiseTo(double share)
@@ -80,6 +87,7 @@ internal sealed class GuestThrottle : IAsyncDisposable
             {
                 return; // the program ended; the migration notices on its own
             }
+            Interlocked.Exchange(ref nextPause, new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
             try
             {
                 await Task.Delay(period * share, token).ConfigureAwait(false);
@@ -90,22 +98,35 @@ internal sealed class GuestThrottle : IAsyncDisposable
             }
             finally
             {
-                enclave.Unfreeze();
                 Interlocked.Add(ref frozenTicks, Stopwatch.GetTimestamp() - pausedAt);
+                if (token.IsCancellationRequested && keepFrozen) heldFrozen = true;
+                else enclave.Unfreeze();
             }
             if (token.IsCancellationRequested) return;
         }
     }
 
-    /// <summary>Stops the cycles; when this returns the guest runs (unless it ended).</summary>
-    public async ValueTask DisposeAsync()
+    /// <summary>
+    /// Stops the cycles. With <paramref name="keepFrozen"/>, a pause in progress is not ended: the guest stays
+    /// frozen for the caller, who is about to freeze it anyway (pre-copy's stop) — unfreezing it only to freeze it
+    /// again lets it run, unthrottled, between the stop rule's last collection and the freeze, and whatever it
+    /// writes then lands in the downtime. Returns true if the guest was left frozen (the caller then owns the
+    /// freeze: <see cref="EnclaveSource.FreezeAsync"/> completes at once, <see cref="EnclaveSource.Unfreeze"/>
+    /// ends it); false if it runs (or ended).
+    /// </summary>
+    public async ValueTask<bool> StopAsync(bool keepFrozen)
     {
-        if (disposed) return;
+        if (disposed) return false;
         disposed = true;
+        this.keepFrozen = keepFrozen;
         await stop.CancelAsync().ConfigureAwait(false);
         if (loop is not null) await loop.ConfigureAwait(false);
         stop.Dispose();
+        return heldFrozen;
     }
+
+    /// <summary>Stops the cycles; when this returns the guest runs (unless it ended).</summary>
+    public async ValueTask DisposeAsync() => await StopAsync(keepFrozen: false).ConfigureAwait(false);
 
     private bool disposed;
 }
