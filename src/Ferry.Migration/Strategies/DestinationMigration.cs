@@ -40,29 +40,14 @@ public sealed class DestinationMigration
 
     /// <summary>
     /// Completes when this side is ready for the guest's downtime (its runtime compiled the code on the critical
-    /// path). The source is not let freeze before it: awaited (bounded by the peer timeout) before the SetupAck —
-    /// stop-and-copy and post-copy freeze at once; pre-copy and hybrid would otherwise run it alongside round 0, on
-    /// the same cores — and again before each RoundApplied. Otherwise the warm-up competes with the restore inside
-    /// the downtime.
+    /// path). The source is not let freeze before it: awaited (bounded by the peer timeout) before the SetupAck of
+    /// stop-and-copy and post-copy, whose freeze follows at once, and before each RoundApplied of pre-copy and hybrid,
+    /// whose first round gives it time. Otherwise the warm-up competes with the restore inside the downtime.
     /// </summary>
     public Func<Task>? BeforeFreeze { get; init; }
 
     /// <summary>Steps of the switch-over as they happen (the runtime prints them with timestamps under FERRY_TRACE=1).</summary>
     public Action<string>? Trace { get; init; }
-
-    /// <summary><see cref="BeforeFreeze"/>, bounded by the peer timeout; a warm-up that takes longer is only slow.</summary>
-    private async Task AwaitWarmUpAsync(CancellationToken ct)
-    {
-        if (BeforeFreeze is null) return;
-        try
-        {
-            await BeforeFreeze().WaitAsync(peerTimeout, ct).ConfigureAwait(false);
-        }
-        catch (TimeoutException)
-        {
-            // Only a matter of speed: go on cold rather than fail the migration.
-        }
-    }
 
     /// <summary>
     /// Before the source may freeze: the module must be compiled (<see cref="EnclaveDestination.Ready"/>; a compile
@@ -71,7 +56,17 @@ public sealed class DestinationMigration
     private async Task AwaitBeforeFreezeAsync(EnclaveDestination enclave, CancellationToken ct)
     {
         await enclave.Ready.WaitAsync(ct).ConfigureAwait(false);
-        await AwaitWarmUpAsync(ct).ConfigureAwait(false);
+        if (BeforeFreeze is not null)
+        {
+            try
+            {
+                await BeforeFreeze().WaitAsync(peerTimeout, ct).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                // Only a matter of speed: go on cold rather than fail the migration.
+            }
+        }
         // Compiling and warming up allocate: a generation-0 budget nearly used up then ran out while the state was
         // being restored, and that collection (4.6 and 8 ms here, all threads stopped) fell inside the downtime
         // (FERRY_TRACE gc= counts, docs/benchmarks.md). Collect now, while the guest still runs on the source; the
@@ -144,10 +139,6 @@ public sealed class DestinationMigration
                 applied.Set();
             };
             if (setup.Strategy is Strategy.StopCopy or Strategy.PostCopy) await AwaitBeforeFreezeAsync(enclave, linked.Token).ConfigureAwait(false);
-            // Pre-copy and hybrid: the warm-up is done before the first page moves, the module compiles meanwhile.
-            // Overlapping the warm-up (0.6-0.8 s of JIT work) with round 0 slowed the round on two cores: plain
-            // pre-copies, which did so, took longer than sealed ones, whose attestation handshake waits for it.
-            else await AwaitWarmUpAsync(linked.Token).ConfigureAwait(false);
             await control.WriteAsync(MessageType.SetupAck, Array.Empty<byte>(), linked.Token).ConfigureAwait(false);
             // The silence that counts starts now: compiling the module (stop-and-copy, post-copy) may take longer than the timeout.
             Active();
