@@ -45,7 +45,7 @@ public static class MigrateCommand
         var maxRounds = new Option<int?>("--max-rounds") { Description = "Upper bound on pre-copy rounds (default 30)" };
         var autoConverge = new Option<bool>("--auto-converge")
         {
-            Description = "Pre-copy: when rounds stop shrinking, keep the guest frozen for a growing share of the time (30–90 %) until they do",
+            Description = "Pre-copy: when rounds stop shrinking, keep the guest frozen for a growing share of the time (30–99 %) until they do",
             DefaultValueFactory = _ => true,
         };
         var json = new Option<bool>("--json") { Description = "Print the outcome and report as JSON on stdout" };

@@ -44,7 +44,7 @@ public sealed record MigrationOptions
     public int FreezeRechecks { get; init; } = 2;
     /// <summary>
     /// Pre-copy: when a round does not shrink the dirty set by a fifth, keep the guest frozen for a growing share
-    /// of the time (30, 50, 70, 90 %) until it converges (<see cref="GuestThrottle"/>). Off: a guest that writes
+    /// of the time (30, 50, 70, 90, 99 %) until it converges (<see cref="GuestThrottle"/>). Off: a guest that writes
     /// as fast as pages travel ends with a large last round, inside the downtime.
     /// </summary>
     public bool AutoConverge { get; init; } = true;
