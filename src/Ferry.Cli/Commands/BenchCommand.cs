@@ -46,9 +46,14 @@ public static class BenchCommand
         var repeat = new Option<int>("--repeat") { Description = "Instances per mode and program (the order of plain and sealed alternates)", DefaultValueFactory = _ => 1 };
         var sealedDocs = new Option<string?>("--docs") { Description = "Where to write benchmarks-sealed.md (default: the repository's docs/)" };
         var sealedJson = new Option<bool>("--json") { Description = "Print every measurement as JSON on stdout" };
+        var sealedPool = new Option<string[]>("--pool")
+        {
+            Description = "Compare earlier runs together instead of migrating: their JSON files (--json output or benchmarks-sealed.json); writes benchmarks-sealed-pooled.md",
+            AllowMultipleArgumentsPerToken = true,
+        };
         var sealedCommand = new Command("sealed", "Confidential (attested, AES-256-GCM sealed) vs plain migration of the suite: total time and downtime")
         {
-            sealedSize, sealedWorkloads, sealedStrategies, sealedTracking, repeat, sealedDocs, sealedJson,
+            sealedSize, sealedWorkloads, sealedStrategies, sealedTracking, repeat, sealedDocs, sealedJson, sealedPool,
         };
         sealedCommand.SetAction((parse, ct) => BenchSealed.RunAsync(new BenchSealed.Options
         {
@@ -59,6 +64,7 @@ public static class BenchCommand
             Repeat = parse.GetValue(repeat),
             Docs = parse.GetValue(sealedDocs),
             Json = parse.GetValue(sealedJson),
+            Pool = parse.GetValue(sealedPool) ?? [],
             CommandLine = "ferry " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1)),
         }, ct));
         var streamsSize = new Option<string>("--size") { Description = "Memory size of every instance", DefaultValueFactory = _ => "1G" };

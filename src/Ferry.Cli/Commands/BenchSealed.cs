@@ -49,6 +49,8 @@ public static class BenchSealed
         public required int Repeat { get; init; }
         public string? Docs { get; init; }
         public bool Json { get; init; }
+        /// <summary>Earlier runs' JSON (<c>--json</c> output or benchmarks-sealed.json) to compare together; nothing is migrated.</summary>
+        public IReadOnlyList<string> Pool { get; init; } = [];
         public required string CommandLine { get; init; }
     }
 
@@ -65,6 +67,7 @@ public static class BenchSealed
 
     public static async Task<int> RunAsync(Options o, CancellationToken ct)
     {
+        if (o.Pool.Count > 0) return PoolFiles(o);
         var repo = LocalAgents.RepoRoot();
         if (repo is null)
         {
@@ -115,6 +118,49 @@ public static class BenchSealed
         if (o.Json) Console.WriteLine(JsonSerializer.Serialize(results, SealedBenchJson.Default.SealedBenchResults));
         Say($"wrote {Path.Combine(docs, "benchmarks-sealed.md")}");
         return ExitCodes.Ok;
+    }
+
+    /// <summary>
+    /// <c>--pool</c>: several runs compared as one — the medians over every repetition of every run. One run's five
+    /// repetitions per pair leave its medians at the mercy of a busy moment on a shared machine (a pair can miss the
+    /// goal in one run and meet it in the next with the same code); pooling runs gives each median more samples
+    /// without one very long run. Writes benchmarks-sealed-pooled.md (and nothing else) to the docs directory.
+    /// </summary>
+    private static int PoolFiles(Options o)
+    {
+        var runs = new List<SealedBenchResults>();
+        foreach (var file in o.Pool)
+        {
+            try
+            {
+                var r = JsonSerializer.Deserialize(File.ReadAllText(file), SealedBenchJson.Default.SealedBenchResults);
+                if (r?.Migrations is null) throw new JsonException("no migrations");
+                runs.Add(r);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException or NotSupportedException)
+            {
+                Console.Error.WriteLine($"ferry bench sealed: --pool {file}: not a bench sealed result ({e.Message})");
+                return ExitCodes.Usage;
+            }
+        }
+        var pooled = Pool(runs, o.CommandLine);
+        var docs = o.Docs ?? Path.Combine(LocalAgents.RepoRoot() ?? ".", "docs");
+        Directory.CreateDirectory(docs);
+        var page = Path.Combine(docs, "benchmarks-sealed-pooled.md");
+        File.WriteAllText(page, Markdown(pooled));
+        if (o.Json) Console.WriteLine(JsonSerializer.Serialize(pooled, SealedBenchJson.Default.SealedBenchResults));
+        Say($"pooled {pooled.Migrations.Count} migrations of {runs.Count} runs; wrote {page}");
+        return ExitCodes.Ok;
+    }
+
+    /// <summary>Several runs as one result: every migration of each, the command naming the runs it came from.</summary>
+    public static SealedBenchResults Pool(IReadOnlyList<SealedBenchResults> runs, string commandLine)
+    {
+        ArgumentOutOfRangeException.ThrowIfZero(runs.Count);
+        var sources = string.Join("; ", runs.Select(r => $"{r.Command} at {r.Date:yyyy-MM-dd HH:mm} UTC"));
+        var machines = string.Join(" / ", runs.Select(r => r.Machine).Distinct());
+        return new SealedBenchResults(machines, $"{commandLine}` pooling {runs.Count} runs: `{sources}", runs.Max(r => r.Date),
+            [.. runs.SelectMany(r => r.Migrations)]);
     }
 
     internal static async Task MeasureAsync(LocalAgents agents, string repo, string workload, string size, bool sealedRun, int rep,
