@@ -8,6 +8,15 @@ namespace Ferry.Migration.Tests;
 
 public sealed class GuestThrottleTests
 {
+    /// <summary>A guest storing to its memory for far longer than a test runs (each test freezes it before disposing).</summary>
+    private static GuestProgram StartSpinner()
+    {
+        var program = GuestProgram.Create(Wat.Load(Wat.ToWasm(Programs.Spinner(int.MaxValue))), new GateEnvironment(open: true),
+            CompileOptions.Default, InstanceOptions.Default);
+        program.Start();
+        return program;
+    }
+
     /// <summary>
     /// Pre-copy's stop keeps a pause of auto-converge as the freeze: stopped with keepFrozen during a pause, the
     /// throttle leaves the guest frozen, so the migration's own freeze completes at once (no request, no latency)
@@ -17,10 +26,7 @@ public sealed class GuestThrottleTests
     [Fact]
     public async Task A_pause_in_progress_can_be_kept_as_the_freeze()
     {
-        var env = new GateEnvironment(open: true);
-        using var program = GuestProgram.Create(Wat.Load(Wat.ToWasm(Programs.Spinner(int.MaxValue))), env,
-            CompileOptions.Default, InstanceOptions.Default);
-        program.Start();
+        using var program = StartSpinner();
         var enclave = new EnclaveSource(program, new PlainRecordProtector(), 1);
         try
         {
@@ -52,10 +58,7 @@ public sealed class GuestThrottleTests
     [Fact]
     public async Task Stopping_without_keeping_the_pause_lets_the_guest_run()
     {
-        var env = new GateEnvironment(open: true);
-        using var program = GuestProgram.Create(Wat.Load(Wat.ToWasm(Programs.Spinner(int.MaxValue))), env,
-            CompileOptions.Default, InstanceOptions.Default);
-        program.Start();
+        using var program = StartSpinner();
         var enclave = new EnclaveSource(program, new PlainRecordProtector(), 1);
         try
         {

@@ -284,6 +284,9 @@ public sealed class SourceMigration
                     round++;
                 }
 
+                // Would this many pages, sent at the latest round's end-to-end bandwidth, fit the downtime target?
+                bool FitsTarget(int pages) => pages * (double)MigrationRecords.PageSize / bandwidth <= options.DowntimeTarget.TotalMilliseconds;
+
                 // Pre-copy's rounds until the stop rule says freeze; true if it stopped because the set fits the
                 // target (false: the round limit, or a set that stopped shrinking at the highest throttle share).
                 async Task<bool> RoundsAsync()
@@ -292,10 +295,9 @@ public sealed class SourceMigration
                     {
                         dirty.Clear();
                         tracker.Collect(dirty);
-                        var estimateMs = dirty.Count * (double)MigrationRecords.PageSize / bandwidth;
                         if (round >= options.MaxRounds || stalled >= 3) return false;
                         var shrinking = dirty.Count <= previous * 0.8;
-                        if (estimateMs <= options.DowntimeTarget.TotalMilliseconds)
+                        if (FitsTarget(dirty.Count))
                         {
                             // Fits the target. Stop once the set is small; while it is not, another round while the
                             // guest runs leaves less for the downtime as long as the set still shrinks by a fifth or
@@ -350,8 +352,7 @@ public sealed class SourceMigration
                         // The stop rule again, on the set as it is now: small, or fitting the target when auto-converge
                         // cannot slow the guest further. (Accepting any set that fits the target froze bfs with
                         // 1,000-1,400 pages, 7-14 ms of last pages, after a decision on at most 128.)
-                        var fitsTarget = pendingCountHint * (double)MigrationRecords.PageSize / bandwidth <= options.DowntimeTarget.TotalMilliseconds;
-                        if (pendingCountHint <= options.SettlePages || (fitsTarget && throttle is not { CanRaise: true }))
+                        if (pendingCountHint <= options.SettlePages || (FitsTarget(pendingCountHint) && throttle is not { CanRaise: true }))
                         {
                             break; // the guest is frozen, so nothing more can be written
                         }
